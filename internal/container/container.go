@@ -1,0 +1,106 @@
+// Package container holds berth's container records: what a container is
+// (config, host config, image, name), its lifecycle state, and the on-disk
+// store that keeps them across daemon restarts.
+package container
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	containertypes "github.com/moby/moby/api/types/container"
+	"github.com/opencontainers/go-digest"
+)
+
+// Status values, as docker reports them.
+const (
+	StatusCreated    = "created"
+	StatusRunning    = "running"
+	StatusPaused     = "paused"
+	StatusRestarting = "restarting"
+	StatusRemoving   = "removing"
+	StatusExited     = "exited"
+	StatusDead       = "dead"
+)
+
+// State is a container's lifecycle state.
+type State struct {
+	Status     string
+	Pid        int
+	ExitCode   int
+	Error      string
+	OOMKilled  bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// StoppedByUser records that the last exit was asked for by stop or
+	// kill, which restart policies must respect.
+	StoppedByUser bool
+}
+
+// Running reports whether the container has a live process.
+func (s State) Running() bool {
+	return s.Status == StatusRunning || s.Status == StatusPaused || s.Status == StatusRestarting
+}
+
+// Container is one container's persistent record.
+type Container struct {
+	ID         string
+	Name       string // without docker's leading "/"
+	Created    time.Time
+	Path       string
+	Args       []string
+	Config     *containertypes.Config
+	HostConfig *containertypes.HostConfig
+	// ImageID is the image the container was created from.
+	ImageID digest.Digest
+	// Driver is the snapshotter holding the container's writable layer.
+	Driver string
+	// Runtime is the OCI runtime name it runs with.
+	Runtime      string
+	State        State
+	RestartCount int
+
+	LogPath        string
+	HostnamePath   string
+	HostsPath      string
+	ResolvConfPath string
+}
+
+// Clone returns a deep enough copy for readers that must not race with
+// writers: the config structs are copied by JSON round trip in the store, so
+// here only the top-level value and slices that the engine mutates.
+func (c *Container) Clone() *Container {
+	cp := *c
+	cp.Args = append([]string(nil), c.Args...)
+	return &cp
+}
+
+// StatusString is the human status docker shows in `ps`
+// ("Up 3 minutes", "Exited (0) 2 seconds ago", "Created").
+func (c *Container) StatusString(now time.Time) string {
+	s := c.State
+	switch s.Status {
+	case StatusRunning:
+		return "Up " + units.HumanDuration(now.Sub(s.StartedAt))
+	case StatusPaused:
+		return "Up " + units.HumanDuration(now.Sub(s.StartedAt)) + " (Paused)"
+	case StatusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", s.ExitCode, units.HumanDuration(now.Sub(s.FinishedAt)))
+	case StatusRemoving:
+		return "Removal In Progress"
+	case StatusDead:
+		return "Dead"
+	case StatusExited:
+		if s.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", s.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", s.ExitCode, units.HumanDuration(now.Sub(s.FinishedAt)))
+	}
+	return "Created"
+}
+
+// CommandString is the command as `ps` shows it: path and args joined.
+func (c *Container) CommandString() string {
+	return strings.TrimSpace(strings.Join(append([]string{c.Path}, c.Args...), " "))
+}

@@ -1,0 +1,32 @@
+package daemon
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// NewCommand returns the `berth daemon` command.
+func NewCommand() *cobra.Command {
+	opts := Options{}
+	cmd := &cobra.Command{
+		Use:   "daemon [OPTIONS]",
+		Short: "Run the berth daemon (the Docker Engine API server)",
+		Long: "Run the berth daemon: it serves the Docker Engine API on a unix socket (and optionally TCP),\n" +
+			"owns images and containers, and leaves containers running when it stops.",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DataRoot, "data-root", "/var/lib/berth", "Root directory of persistent berth state")
+	f.StringVar(&opts.ExecRoot, "exec-root", "/run/berth", "Root directory for execution state files")
+	f.StringArrayVarP(&opts.Hosts, "host", "H", nil, "Daemon socket(s) to listen on (unix:///path or tcp://host:port)")
+	f.StringVarP(&opts.LogLevel, "log-level", "l", "info", `Set the logging level ("debug"|"info"|"warn"|"error")`)
+	f.StringVarP(&opts.StorageDriver, "storage-driver", "s", "", `Storage driver to use ("overlay2"|"vfs"; default: overlay2 where overlayfs works)`)
+	f.StringArrayVar(&opts.AddRuntimes, "add-runtime", nil, "Register an additional OCI runtime (NAME=PATH)")
+	f.StringVar(&opts.DefaultRuntime, "default-runtime", "", `Default OCI runtime for containers (default "berth")`)
+	f.StringVar(&opts.CgroupParent, "cgroup-parent", "/berth", "Parent cgroup for all containers")
+	return cmd
+}

@@ -1,0 +1,338 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/berth-engine/berth/internal/api"
+	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/shim"
+	"github.com/berth-engine/berth/internal/stringid"
+	"github.com/containerd/errdefs"
+	containertypes "github.com/moby/moby/api/types/container"
+	"github.com/opencontainers/go-digest"
+)
+
+// ContainerService implements api.ContainerBackend: the container lifecycle.
+type ContainerService struct {
+	cfg    Config
+	st     Stores
+	log    *slog.Logger
+	index  *container.Index
+	unpack *unpacker
+
+	mu      sync.RWMutex
+	entries map[string]*entry
+}
+
+var _ api.ContainerBackend = (*ContainerService)(nil)
+
+// entry is a container and its in-memory runtime state.
+//
+// Locking: op serialises lifecycle operations (start, stop's signalling,
+// remove, exit handling, rename) and is never held while waiting for the
+// container to exit; smu guards the record and the runtime fields, and is
+// held only briefly, so reads (inspect, ps) never wait behind a slow stop.
+type entry struct {
+	op  sync.Mutex
+	smu sync.RWMutex
+	c   *container.Container
+
+	shim      *shim.Client  // set while the container has a live shim
+	exitCh    chan struct{} // closed at the next exit, then replaced
+	removedCh chan struct{} // closed once the container is removed
+	pending   []*pendingAttach
+	// runGen counts starts, so a stale monitor can't clobber a newer run.
+	runGen int
+}
+
+func newEntry(c *container.Container) *entry {
+	return &entry{c: c, exitCh: make(chan struct{}), removedCh: make(chan struct{})}
+}
+
+// snapshot returns a copy of the record that is safe to read without locks.
+func (e *entry) snapshot() *container.Container {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	return e.c.Clone()
+}
+
+func (e *entry) status() string {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	return e.c.State.Status
+}
+
+// NewContainerService loads every container record and reconciles it with
+// what is actually running: live shims are reattached, exits that happened
+// while the daemon was down are recorded, and leftovers are cleaned up.
+func NewContainerService(ctx context.Context, cfg Config, st Stores) (*ContainerService, error) {
+	s := &ContainerService{
+		cfg:     cfg,
+		st:      st,
+		log:     cfg.logger(),
+		index:   container.NewIndex(),
+		unpack:  newUnpacker(st),
+		entries: map[string]*entry{},
+	}
+	for _, dir := range []string{filepath.Join(cfg.ExecRoot, "containers"), filepath.Join(cfg.ExecRoot, "shims")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("container service: %w", err)
+		}
+	}
+	records, orphans, errs := st.Containers.LoadAll()
+	for _, err := range errs {
+		s.log.Error("skipping unreadable container record", "err", err)
+	}
+	for _, id := range orphans {
+		s.log.Warn("removing leftovers of a container whose record is missing", "id", id)
+		s.removeLeftovers(ctx, id)
+	}
+	for _, c := range records {
+		if err := s.index.Reserve(c.Name, c.ID); err != nil {
+			s.log.Error("container name clash at load; renaming", "id", c.ID, "name", c.Name, "err", err)
+			c.Name = stringid.Truncate(c.ID) + "_" + c.Name
+			_ = s.index.Reserve(c.Name, c.ID)
+		}
+		e := newEntry(c)
+		s.entries[c.ID] = e
+	}
+	for _, e := range s.entries {
+		s.restore(ctx, e)
+	}
+	gcSnapshots(ctx, st)
+	return s, nil
+}
+
+// get resolves what a user typed to a container.
+func (s *ContainerService) get(idOrName string) (*entry, error) {
+	id, err := s.index.Lookup(idOrName)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	e := s.entries[id]
+	s.mu.RUnlock()
+	if e == nil {
+		return nil, errdefs.ErrNotFound.WithMessage("No such container: " + idOrName)
+	}
+	return e, nil
+}
+
+func (s *ContainerService) all() []*entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ci, cj := out[i].c, out[j].c
+		if ci.Created.Equal(cj.Created) {
+			return ci.ID < cj.ID
+		}
+		return ci.Created.After(cj.Created)
+	})
+	return out
+}
+
+// persist writes the record; callers hold e.op.
+func (s *ContainerService) persist(e *entry) error {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	return s.st.Containers.Save(e.c)
+}
+
+// Create implements POST /containers/create.
+func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRequest) (containertypes.CreateResponse, error) {
+	if req.Config == nil {
+		return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("config cannot be empty in order to create a container")
+	}
+	cfg := *req.Config
+	var hc containertypes.HostConfig
+	if req.HostConfig != nil {
+		hc = *req.HostConfig
+	}
+	if cfg.Image == "" {
+		return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("no image specified")
+	}
+	img, err := s.st.Images.Resolve(ctx, cfg.Image)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	warnings, err := s.validateHostConfig(&hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	mergeImageConfig(&cfg, &img.Config.Config)
+	path, args, err := commandOf(&cfg)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	rt, err := s.st.Runtimes.Get(hc.Runtime)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	hc.Runtime = rt.Name
+
+	id := s.newID()
+	if cfg.Hostname == "" {
+		cfg.Hostname = id[:stringid.ShortLen]
+	}
+	name := req.Name
+	if name != "" {
+		if err := s.index.Reserve(name, id); err != nil {
+			return containertypes.CreateResponse{}, err
+		}
+	} else {
+		for i := 0; ; i++ {
+			name = container.GenerateName(i)
+			if err := s.index.Reserve(name, id); err == nil {
+				break
+			}
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.index.Release(id)
+		}
+	}()
+
+	top, err := s.unpack.ensure(ctx, img)
+	if err != nil {
+		return containertypes.CreateResponse{}, fmt.Errorf("unpack image %s: %w", img.ID, err)
+	}
+	if _, err := s.st.Snapshots.Prepare(ctx, id, top); err != nil {
+		return containertypes.CreateResponse{}, fmt.Errorf("prepare root filesystem: %w", err)
+	}
+	defer func() {
+		if !ok {
+			_ = s.st.Snapshots.Remove(context.WithoutCancel(ctx), id)
+			_ = s.st.Containers.Delete(id)
+		}
+	}()
+
+	dir := s.st.Containers.Dir(id)
+	c := &container.Container{
+		ID:             id,
+		Name:           name,
+		Created:        time.Now().UTC(),
+		Path:           path,
+		Args:           args,
+		Config:         &cfg,
+		HostConfig:     &hc,
+		ImageID:        img.ID,
+		Driver:         s.st.Snapshots.Name(),
+		Runtime:        rt.Name,
+		State:          container.State{Status: container.StatusCreated},
+		HostnamePath:   filepath.Join(dir, "hostname"),
+		HostsPath:      filepath.Join(dir, "hosts"),
+		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
+	}
+	if logDriver(&hc) == "json-file" {
+		c.LogPath = filepath.Join(dir, id+"-json.log")
+	}
+	if err := os.MkdirAll(dir, 0o710); err != nil {
+		return containertypes.CreateResponse{}, fmt.Errorf("create container dir: %w", err)
+	}
+	if err := writeEtcFiles(c); err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	// The record is written last: a crash before this point leaves only
+	// leftovers that start-up removes, never a record without its layer.
+	if err := s.st.Containers.Save(c); err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	s.mu.Lock()
+	s.entries[id] = newEntry(c)
+	s.mu.Unlock()
+	ok = true
+	if warnings == nil {
+		warnings = []string{}
+	}
+	s.log.Debug("container created", "id", id, "name", name, "image", img.ID)
+	return containertypes.CreateResponse{ID: id, Warnings: warnings}, nil
+}
+
+// newID returns a fresh container ID whose shim-socket prefix is unique.
+func (s *ContainerService) newID() string {
+	for {
+		id := stringid.Generate()
+		if !s.index.ShortIDTaken(id, shimSocketIDLen) {
+			return id
+		}
+	}
+}
+
+// commandOf is the process the container runs: entrypoint then cmd.
+func commandOf(cfg *containertypes.Config) (string, []string, error) {
+	argv := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	if len(argv) == 0 {
+		return "", nil, errdefs.ErrInvalidArgument.WithMessage("no command specified")
+	}
+	return argv[0], argv[1:], nil
+}
+
+// removeLeftovers deletes what a crashed create or remove left of a container
+// whose record is gone. It never touches anything else.
+func (s *ContainerService) removeLeftovers(ctx context.Context, id string) {
+	bundle := s.cfg.bundleDir(id)
+	if err := unmountRootfs(bundle); err != nil {
+		s.log.Warn("unmount leftover rootfs", "id", id, "err", err)
+	}
+	_ = os.RemoveAll(bundle)
+	if err := s.st.Snapshots.Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		s.log.Warn("remove leftover snapshot", "id", id, "err", err)
+	}
+	if err := s.st.Containers.Delete(id); err != nil {
+		s.log.Warn("remove leftover container dir", "id", id, "err", err)
+	}
+}
+
+// ImageUsers lists the containers created from an image, split by whether
+// they are running; the image service refuses to delete images in use.
+func (s *ContainerService) ImageUsers(id digest.Digest) (running, stopped []string) {
+	for _, e := range s.all() {
+		c := e.snapshot()
+		if c.ImageID != id {
+			continue
+		}
+		if c.State.Running() {
+			running = append(running, c.ID)
+		} else {
+			stopped = append(stopped, c.ID)
+		}
+	}
+	return running, stopped
+}
+
+// Counts returns how many containers exist in each state (for info).
+func (s *ContainerService) Counts() (total, running, paused, stopped int) {
+	for _, e := range s.all() {
+		total++
+		switch e.status() {
+		case container.StatusRunning, container.StatusRestarting:
+			running++
+		case container.StatusPaused:
+			paused++
+		default:
+			stopped++
+		}
+	}
+	return
+}
+
+// errNotRunning is docker's conflict for operations that need a process.
+func errNotRunning(id string) error {
+	return errdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is not running", id))
+}
+
+var errShimGone = errors.New("the container's monitor (berth-shim) is gone")

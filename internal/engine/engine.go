@@ -1,0 +1,86 @@
+// Package engine is berth's core: the services behind the Engine API. Each
+// API area has its own service (containers, images, system), wired together
+// by the daemon; the services own the lifecycle logic and drive the stores
+// (content, image, snapshot, container) and drivers (runtime, shim).
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/content"
+	"github.com/berth-engine/berth/internal/image"
+	"github.com/berth-engine/berth/internal/runtime"
+	"github.com/berth-engine/berth/internal/snapshot"
+)
+
+// Config is what the services need to know about the daemon they run in.
+type Config struct {
+	DataRoot string
+	ExecRoot string
+	// ShimPath is the berth-shim binary; it doubles as the --init binary.
+	ShimPath string
+	// Version is berth's version string.
+	Version string
+	// CgroupParent is the cgroup under which containers' cgroups are made
+	// (default "/berth"); a container's --cgroup-parent overrides it.
+	CgroupParent string
+	// StorageNote explains why the storage driver was chosen when it is not
+	// the preferred one (shown in info as a warning).
+	StorageNote string
+	Logger      *slog.Logger
+}
+
+// Stores are the persistent stores and drivers the services share.
+type Stores struct {
+	Content    content.Store
+	Images     image.Store
+	Snapshots  snapshot.Snapshotter
+	Containers *container.Store
+	Runtimes   *runtime.Registry
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// bundleDir is where a running container's OCI bundle, rootfs mount and shim
+// files live: under the exec-root, which does not survive a reboot.
+func (c Config) bundleDir(id string) string {
+	return filepath.Join(c.ExecRoot, "containers", id)
+}
+
+// shimSocket is kept short because a unix socket path is limited to 108
+// bytes; container IDs are unique in their first shimSocketIDLen characters.
+func (c Config) shimSocket(id string) string {
+	return filepath.Join(c.ExecRoot, "shims", id[:shimSocketIDLen]+".sock")
+}
+
+const shimSocketIDLen = 20
+
+// Services are the engine's API-facing services, wired together.
+type Services struct {
+	Containers *ContainerService
+	Images     *ImageService
+	System     *SystemService
+}
+
+// New opens the services over the stores, reconciling container state with
+// what is running. daemonID is the daemon's persistent identity.
+func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services, error) {
+	containers, err := NewContainerService(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	images := NewImageService(cfg, st, containers, containers.unpack)
+	return &Services{
+		Containers: containers,
+		Images:     images,
+		System:     NewSystemService(cfg, st, containers, images, daemonID),
+	}, nil
+}

@@ -1,0 +1,616 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-engine/berth/internal/api"
+	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/oci"
+	"github.com/berth-engine/berth/internal/shim"
+	"github.com/berth-engine/berth/internal/snapshot"
+	"github.com/containerd/errdefs"
+	containertypes "github.com/moby/moby/api/types/container"
+	"github.com/moby/sys/signal"
+)
+
+// startTimeout bounds how long a start may take once begun; a client that
+// goes away mid-start does not leave a half-started container behind.
+const startTimeout = 2 * time.Minute
+
+// Start implements POST /containers/{id}/start.
+func (s *ContainerService) Start(ctx context.Context, id string) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	switch st := e.status(); st {
+	case container.StatusRunning, container.StatusPaused, container.StatusRestarting:
+		e.op.Unlock()
+		return errdefs.ErrNotModified.WithMessage("container already started")
+	case container.StatusRemoving, container.StatusDead:
+		e.op.Unlock()
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot start container %s: container is marked for removal", id))
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	err = s.start(sctx, e)
+	cancel()
+	if err == nil {
+		e.op.Unlock()
+		return nil
+	}
+	// Record the failure as docker does: the container stays, exited, with
+	// the error and the exit code docker's CLI would derive from it.
+	e.smu.Lock()
+	e.c.State.Status = container.StatusExited
+	e.c.State.Error = err.Error()
+	e.c.State.ExitCode = startErrorCode(err.Error())
+	e.c.State.FinishedAt = time.Now().UTC()
+	e.c.State.Pid = 0
+	failedPending := e.pending
+	e.pending = nil
+	autoRemove := e.c.HostConfig.AutoRemove
+	e.smu.Unlock()
+	for _, p := range failedPending {
+		p.fail(err)
+	}
+	if perr := s.persist(e); perr != nil {
+		s.log.Error("persist container after failed start", "id", e.c.ID, "err", perr)
+	}
+	e.op.Unlock()
+	if autoRemove {
+		// docker's CLI waits for removal of an --rm container whose start
+		// failed, so remove it before answering.
+		if rerr := s.Remove(context.WithoutCancel(ctx), e.c.ID, api.RemoveOptions{Force: true}); rerr != nil {
+			s.log.Warn("auto-remove after failed start", "id", e.c.ID, "err", rerr)
+		}
+	}
+	return err
+}
+
+// startErrorCode maps a start failure to the exit code docker records.
+func startErrorCode(msg string) int {
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return 127
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "is a directory"):
+		return 126
+	}
+	return 128
+}
+
+// start brings a created or exited container up; callers hold e.op.
+func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
+	c := e.snapshot()
+	bundle := s.cfg.bundleDir(c.ID)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := unmountRootfs(bundle); err != nil {
+				s.log.Warn("unmount rootfs after failed start", "id", c.ID, "err", err)
+			}
+			_ = os.RemoveAll(bundle)
+		}
+	}()
+	mounts, err := s.st.Snapshots.Mounts(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("root filesystem of %s: %w", c.ID, err)
+	}
+	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+		return fmt.Errorf("mount root filesystem: %w", err)
+	}
+	if err := writeEtcFiles(c); err != nil {
+		return err
+	}
+	rt, err := s.st.Runtimes.Get(c.Runtime)
+	if err != nil {
+		return err
+	}
+	spec, err := oci.Spec(oci.Options{
+		ID:             c.ID,
+		Config:         c.Config,
+		HostConfig:     c.HostConfig,
+		RootfsPath:     rootfs,
+		HostsPath:      c.HostsPath,
+		HostnamePath:   c.HostnamePath,
+		ResolvConfPath: c.ResolvConfPath,
+		InitPath:       s.cfg.ShimPath,
+		CgroupParent:   s.cfg.CgroupParent,
+		CgroupV2:       oci.DetectCgroupV2(),
+	})
+	if err != nil {
+		return err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
+		return fmt.Errorf("write runtime spec: %w", err)
+	}
+	maxSize, maxFiles, err := logRotation(&c.HostConfig.LogConfig)
+	if err != nil {
+		return err
+	}
+	var height, width uint16
+	if c.Config.Tty {
+		height, width = uint16(c.HostConfig.ConsoleSize[0]), uint16(c.HostConfig.ConsoleSize[1])
+	}
+	exitFile := filepath.Join(bundle, "exit.json")
+	_ = os.Remove(exitFile)
+	client, pid, err := shim.Spawn(ctx, s.cfg.ShimPath, shim.Config{
+		ID:            c.ID,
+		Bundle:        bundle,
+		Runtime:       rt.Path,
+		RuntimeArgs:   rt.Args,
+		Socket:        s.cfg.shimSocket(c.ID),
+		ExitFile:      exitFile,
+		LogPath:       c.LogPath,
+		LogMaxSize:    maxSize,
+		LogMaxFiles:   maxFiles,
+		Stdin:         c.Config.OpenStdin,
+		StdinOnce:     c.Config.StdinOnce,
+		Tty:           c.Config.Tty,
+		ConsoleHeight: height,
+		ConsoleWidth:  width,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Attach clients that were waiting for the start (docker run attaches
+	// before it starts) are connected before the process runs, so they see
+	// its output from the first byte.
+	e.smu.Lock()
+	e.shim = client
+	pending := e.pending
+	e.pending = nil
+	e.smu.Unlock()
+	for _, p := range pending {
+		p.connect(ctx, client)
+	}
+
+	if err := client.Start(ctx); err != nil {
+		_ = client.Kill(ctx, syscall.SIGKILL, true)
+		_, _ = client.Wait(ctx)
+		e.smu.Lock()
+		e.shim = nil
+		e.smu.Unlock()
+		return err
+	}
+	e.smu.Lock()
+	e.runGen++
+	gen := e.runGen
+	e.c.State = container.State{
+		Status:    container.StatusRunning,
+		Pid:       pid,
+		StartedAt: time.Now().UTC(),
+	}
+	e.smu.Unlock()
+	if err := s.persist(e); err != nil {
+		s.log.Error("persist running container", "id", c.ID, "err", err)
+	}
+	go s.monitor(e, client, gen, exitFile)
+	s.log.Debug("container started", "id", c.ID, "pid", pid)
+	return nil
+}
+
+// monitor waits for the container's exit through its shim and records it.
+func (s *ContainerService) monitor(e *entry, client *shim.Client, gen int, exitFile string) {
+	st, err := client.Wait(context.Background())
+	if err != nil {
+		st = s.exitFromFile(e.c.ID, exitFile, err)
+	}
+	s.handleExit(e, gen, st)
+}
+
+// exitFromFile reads the status the shim recorded when it is gone.
+func (s *ContainerService) exitFromFile(id, exitFile string, cause error) shim.ExitStatus {
+	st, err := shim.ReadExitFile(exitFile)
+	if err == nil {
+		return st
+	}
+	s.log.Warn("container monitor lost; recording an unknown exit", "id", id, "err", cause)
+	return shim.ExitStatus{Code: 255, ExitedAt: time.Now().UTC(), Error: errShimGone.Error()}
+}
+
+// handleExit records an exit and cleans up the runtime side of the container.
+func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
+	e.op.Lock()
+	e.smu.Lock()
+	if e.runGen != gen || !e.c.State.Running() {
+		e.smu.Unlock()
+		e.op.Unlock()
+		return
+	}
+	id := e.c.ID
+	finished := st.ExitedAt
+	if finished.IsZero() {
+		finished = time.Now().UTC()
+	}
+	e.c.State.Status = container.StatusExited
+	e.c.State.Pid = 0
+	e.c.State.ExitCode = st.Code
+	e.c.State.OOMKilled = st.OOMKilled
+	e.c.State.Error = st.Error
+	e.c.State.FinishedAt = finished.UTC()
+	e.shim = nil
+	exitCh := e.exitCh
+	e.exitCh = make(chan struct{})
+	autoRemove := e.c.HostConfig.AutoRemove
+	e.smu.Unlock()
+
+	bundle := s.cfg.bundleDir(id)
+	if err := unmountRootfs(bundle); err != nil {
+		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
+	}
+	_ = os.RemoveAll(bundle)
+	_ = os.Remove(s.cfg.shimSocket(id))
+	if err := s.persist(e); err != nil {
+		s.log.Error("persist exited container", "id", id, "err", err)
+	}
+	close(exitCh)
+	e.op.Unlock()
+	s.log.Debug("container exited", "id", id, "code", st.Code)
+	if autoRemove {
+		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			s.log.Error("auto-remove", "id", id, "err", err)
+		}
+	}
+}
+
+// restore reattaches a container found at start-up to its shim, or records
+// the exit that happened while the daemon was down.
+func (s *ContainerService) restore(ctx context.Context, e *entry) {
+	c := e.c
+	bundle := s.cfg.bundleDir(c.ID)
+	if !c.State.Running() {
+		// Nothing should be mounted or left for a stopped container.
+		if err := unmountRootfs(bundle); err != nil {
+			s.log.Warn("unmount stale rootfs", "id", c.ID, "err", err)
+		}
+		_ = os.RemoveAll(bundle)
+		return
+	}
+	client := shim.Dial(s.cfg.shimSocket(c.ID))
+	exitFile := filepath.Join(bundle, "exit.json")
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	state, err := client.State(sctx)
+	cancel()
+	e.runGen++
+	gen := e.runGen
+	if err == nil && state.Status != "stopped" {
+		e.shim = client
+		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
+		go s.monitor(e, client, gen, exitFile)
+		return
+	}
+	var st shim.ExitStatus
+	if err == nil && state.Exit != nil {
+		st = *state.Exit
+	} else {
+		st = s.exitFromFile(c.ID, exitFile, err)
+	}
+	s.log.Info("container exited while the daemon was down", "id", c.ID, "code", st.Code)
+	go s.handleExit(e, gen, st)
+}
+
+// Stop implements POST /containers/{id}/stop: the stop signal, then SIGKILL
+// after the timeout.
+func (s *ContainerService) Stop(ctx context.Context, id string, opts api.StopOptions) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	return s.stop(ctx, e, opts)
+}
+
+func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOptions) error {
+	e.smu.Lock()
+	if !e.c.State.Running() || e.shim == nil {
+		e.smu.Unlock()
+		return errdefs.ErrNotModified.WithMessage("container already stopped")
+	}
+	client, exitCh := e.shim, e.exitCh
+	e.c.State.StoppedByUser = true
+	sigName := opts.Signal
+	if sigName == "" {
+		sigName = e.c.Config.StopSignal
+	}
+	timeout := 10
+	if e.c.Config.StopTimeout != nil {
+		timeout = *e.c.Config.StopTimeout
+	}
+	if opts.Timeout != nil {
+		timeout = *opts.Timeout
+	}
+	e.smu.Unlock()
+
+	sig := syscall.SIGTERM
+	if sigName != "" {
+		parsed, err := signal.ParseSignal(sigName)
+		if err != nil {
+			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
+		}
+		sig = parsed
+	}
+	if err := client.Kill(ctx, sig, false); err != nil {
+		s.log.Debug("stop signal not delivered", "id", e.c.ID, "err", err)
+	}
+	if timeout >= 0 {
+		t := time.NewTimer(time.Duration(timeout) * time.Second)
+		defer t.Stop()
+		select {
+		case <-exitCh:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		s.log.Info("container did not stop in time; killing it", "id", e.c.ID, "timeout", timeout)
+		if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
+			s.log.Debug("SIGKILL not delivered", "id", e.c.ID, "err", err)
+		}
+	}
+	select {
+	case <-exitCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Restart implements POST /containers/{id}/restart.
+func (s *ContainerService) Restart(ctx context.Context, id string, opts api.StopOptions) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	if err := s.stop(ctx, e, opts); err != nil && !errdefs.IsNotModified(err) {
+		return fmt.Errorf("cannot restart container %s: %w", id, err)
+	}
+	if err := s.Start(ctx, e.c.ID); err != nil && !errdefs.IsNotModified(err) {
+		return err
+	}
+	return nil
+}
+
+// Kill implements POST /containers/{id}/kill.
+func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGKILL
+	if sigName != "" {
+		parsed, err := signal.ParseSignal(sigName)
+		if err != nil {
+			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
+		}
+		sig = parsed
+	}
+	e.smu.Lock()
+	if !e.c.State.Running() || e.shim == nil {
+		e.smu.Unlock()
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot kill container: %s: container %s is not running", id, e.c.ID))
+	}
+	client := e.shim
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT {
+		e.c.State.StoppedByUser = true
+	}
+	e.smu.Unlock()
+	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
+		return fmt.Errorf("cannot kill container: %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove implements DELETE /containers/{id}.
+func (s *ContainerService) Remove(ctx context.Context, id string, opts api.RemoveOptions) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	if opts.RemoveLink {
+		return errdefs.ErrInvalidArgument.WithMessage("links are not supported by berth")
+	}
+	for {
+		e.smu.RLock()
+		running, client, exitCh, status := e.c.State.Running(), e.shim, e.exitCh, e.c.State.Status
+		e.smu.RUnlock()
+		if status == container.StatusRemoving {
+			return errdefs.ErrConflict.WithMessage(fmt.Sprintf("removal of container %s is already in progress", id))
+		}
+		if !running {
+			break
+		}
+		if !opts.Force {
+			return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+e.c.Name))
+		}
+		if client != nil {
+			if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
+				s.log.Debug("SIGKILL for remove not delivered", "id", e.c.ID, "err", err)
+			}
+		}
+		select {
+		case <-exitCh:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	e.op.Lock()
+	defer e.op.Unlock()
+	e.smu.Lock()
+	if e.c.State.Running() { // started again between the check and the lock
+		e.smu.Unlock()
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+e.c.Name))
+	}
+	if e.c.State.Status == container.StatusRemoving {
+		e.smu.Unlock()
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("removal of container %s is already in progress", id))
+	}
+	e.c.State.Status = container.StatusRemoving
+	pending := e.pending
+	e.pending = nil
+	e.smu.Unlock()
+	for _, p := range pending {
+		p.fail(errdefs.ErrNotFound.WithMessage("container removed"))
+	}
+
+	cid := e.c.ID
+	bundle := s.cfg.bundleDir(cid)
+	if err := unmountRootfs(bundle); err != nil {
+		return s.failRemove(e, fmt.Errorf("unmount root filesystem: %w", err))
+	}
+	_ = os.RemoveAll(bundle)
+	if err := s.st.Snapshots.Remove(ctx, cid); err != nil && !errdefs.IsNotFound(err) {
+		return s.failRemove(e, fmt.Errorf("remove root filesystem: %w", err))
+	}
+	if err := s.st.Containers.Delete(cid); err != nil {
+		return s.failRemove(e, err)
+	}
+	s.mu.Lock()
+	delete(s.entries, cid)
+	s.mu.Unlock()
+	s.index.Release(cid)
+	close(e.removedCh)
+	if _, err := s.st.Images.Get(ctx, e.c.ImageID); errdefs.IsNotFound(err) {
+		// The image was force-removed while this container used it; its
+		// layers are no longer needed by anyone.
+		gcSnapshots(ctx, s.st)
+	}
+	s.log.Debug("container removed", "id", cid)
+	return nil
+}
+
+// failRemove marks a container docker's "dead" state when its removal
+// failed half-way, so the user can retry rm -f.
+func (s *ContainerService) failRemove(e *entry, err error) error {
+	e.smu.Lock()
+	e.c.State.Status = container.StatusDead
+	e.smu.Unlock()
+	_ = s.persist(e)
+	return fmt.Errorf("cannot remove container %q: %w", "/"+e.c.Name, err)
+}
+
+// Wait implements POST /containers/{id}/wait.
+func (s *ContainerService) Wait(ctx context.Context, id string, cond containertypes.WaitCondition) (<-chan containertypes.WaitResponse, error) {
+	e, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	e.smu.RLock()
+	running, exitCh, removedCh := e.c.State.Running(), e.exitCh, e.removedCh
+	e.smu.RUnlock()
+	var done <-chan struct{}
+	switch cond {
+	case "", containertypes.WaitConditionNotRunning:
+		if running {
+			done = exitCh
+		}
+	case containertypes.WaitConditionNextExit:
+		done = exitCh
+	case containertypes.WaitConditionRemoved:
+		done = removedCh
+	default:
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid condition: %q", cond))
+	}
+	ch := make(chan containertypes.WaitResponse, 1)
+	if done == nil {
+		ch <- waitResponse(e)
+		close(ch)
+		return ch, nil
+	}
+	go func() {
+		defer close(ch)
+		select {
+		case <-done:
+			ch <- waitResponse(e)
+		case <-ctx.Done():
+		}
+	}()
+	return ch, nil
+}
+
+func waitResponse(e *entry) containertypes.WaitResponse {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	r := containertypes.WaitResponse{StatusCode: int64(e.c.State.ExitCode)}
+	if e.c.State.Error != "" {
+		r.Error = &containertypes.WaitExitError{Message: e.c.State.Error}
+	}
+	return r
+}
+
+// Rename implements POST /containers/{id}/rename.
+func (s *ContainerService) Rename(ctx context.Context, id, newName string) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	newName = strings.TrimPrefix(newName, "/")
+	if newName == "" {
+		return errdefs.ErrInvalidArgument.WithMessage("Neither old nor new names may be empty")
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	e.smu.RLock()
+	old := e.c.Name
+	e.smu.RUnlock()
+	if old == newName {
+		return errdefs.ErrInvalidArgument.WithMessage("Renaming a container with the same name as its current name")
+	}
+	if err := s.index.Reserve(newName, e.c.ID); err != nil {
+		return err
+	}
+	e.smu.Lock()
+	e.c.Name = newName
+	e.smu.Unlock()
+	if err := s.persist(e); err != nil {
+		e.smu.Lock()
+		e.c.Name = old
+		e.smu.Unlock()
+		_ = s.index.Reserve(old, e.c.ID)
+		return err
+	}
+	return nil
+}
+
+// Resize implements POST /containers/{id}/resize.
+func (s *ContainerService) Resize(ctx context.Context, id string, height, width uint) error {
+	e, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	e.smu.RLock()
+	client, tty := e.shim, e.c.Config.Tty
+	e.smu.RUnlock()
+	if client == nil {
+		return errNotRunning(id)
+	}
+	if !tty {
+		return nil
+	}
+	return client.Resize(ctx, uint16(height), uint16(width))
+}
+
+// unmountRootfs unmounts a bundle's rootfs if it is mounted.
+func unmountRootfs(bundle string) error {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if _, err := os.Stat(rootfs); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return snapshot.UnmountAll(rootfs)
+}

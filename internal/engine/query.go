@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-engine/berth/internal/api"
+	"github.com/berth-engine/berth/internal/container"
+	"github.com/containerd/errdefs"
+	containertypes "github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/storage"
+)
+
+// Inspect implements GET /containers/{id}/json.
+func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*containertypes.InspectResponse, error) {
+	e, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	c := e.snapshot()
+	r := &containertypes.InspectResponse{
+		ID:      c.ID,
+		Created: c.Created.Format(time.RFC3339Nano),
+		Path:    c.Path,
+		Args:    nonNil(c.Args),
+		State: &containertypes.State{
+			Status:     containertypes.ContainerState(c.State.Status),
+			Running:    c.State.Running(),
+			Paused:     c.State.Status == container.StatusPaused,
+			Restarting: c.State.Status == container.StatusRestarting,
+			OOMKilled:  c.State.OOMKilled,
+			Dead:       c.State.Status == container.StatusDead,
+			Pid:        c.State.Pid,
+			ExitCode:   c.State.ExitCode,
+			Error:      c.State.Error,
+			StartedAt:  timeString(c.State.StartedAt),
+			FinishedAt: timeString(c.State.FinishedAt),
+		},
+		Image:          c.ImageID.String(),
+		ResolvConfPath: c.ResolvConfPath,
+		HostnamePath:   c.HostnamePath,
+		HostsPath:      c.HostsPath,
+		LogPath:        c.LogPath,
+		Name:           "/" + c.Name,
+		RestartCount:   c.RestartCount,
+		Driver:         c.Driver,
+		Platform:       "linux",
+		HostConfig:     c.HostConfig,
+		GraphDriver:    &storage.DriverData{Name: c.Driver, Data: map[string]string{}},
+		Mounts:         []containertypes.MountPoint{},
+		Config:         c.Config,
+		NetworkSettings: &containertypes.NetworkSettings{
+			SandboxKey: "",
+			Ports:      network.PortMap{},
+			Networks:   networksOf(c),
+		},
+	}
+	if c.State.Running() {
+		r.GraphDriver.Data["MergedDir"] = filepath.Join(s.cfg.bundleDir(c.ID), "rootfs")
+	}
+	if size {
+		rw, rootfs := s.sizes(ctx, c)
+		r.SizeRw, r.SizeRootFs = &rw, &rootfs
+	}
+	return r, nil
+}
+
+// sizes is the container's writable layer size and its total with the image.
+func (s *ContainerService) sizes(ctx context.Context, c *container.Container) (rw, rootfs int64) {
+	if u, err := s.st.Snapshots.Usage(ctx, c.ID); err == nil {
+		rw = u.Size
+	}
+	rootfs = rw
+	if img, err := s.st.Images.Get(ctx, c.ImageID); err == nil {
+		for _, chain := range img.ChainIDs() {
+			if u, err := s.st.Snapshots.Usage(ctx, chain.String()); err == nil {
+				rootfs += u.Size
+			}
+		}
+	}
+	return rw, rootfs
+}
+
+func networksOf(c *container.Container) map[string]*network.EndpointSettings {
+	mode := string(c.HostConfig.NetworkMode)
+	if mode == "" {
+		mode = "bridge"
+	}
+	return map[string]*network.EndpointSettings{mode: {}}
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// List implements GET /containers/json.
+func (s *ContainerService) List(ctx context.Context, opts api.ListOptions) ([]containertypes.Summary, error) {
+	f, err := s.newListFilter(ctx, opts.Filters)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := []containertypes.Summary{}
+	for _, e := range s.all() {
+		c := e.snapshot()
+		// "all" is implied by a status filter other than running, as in docker.
+		if !opts.All && !c.State.Running() && len(opts.Filters["status"]) == 0 && opts.Limit <= 0 {
+			continue
+		}
+		if !f.match(c) {
+			continue
+		}
+		sum := containertypes.Summary{
+			ID:              c.ID,
+			Names:           []string{"/" + c.Name},
+			Image:           s.imageName(ctx, c),
+			ImageID:         c.ImageID.String(),
+			Command:         c.CommandString(),
+			Created:         c.Created.Unix(),
+			Ports:           []containertypes.PortSummary{},
+			Labels:          c.Config.Labels,
+			State:           containertypes.ContainerState(c.State.Status),
+			Status:          c.StatusString(now),
+			Mounts:          []containertypes.MountPoint{},
+			NetworkSettings: &containertypes.NetworkSettingsSummary{Networks: networksOf(c)},
+		}
+		if sum.Labels == nil {
+			sum.Labels = map[string]string{}
+		}
+		sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
+		if opts.Size {
+			sum.SizeRw, sum.SizeRootFs = s.sizes(ctx, c)
+		}
+		out = append(out, sum)
+		if opts.Limit > 0 && len(out) >= opts.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// imageName is what ps shows in IMAGE: the name the user gave while it still
+// points at the container's image, otherwise the short image ID.
+func (s *ContainerService) imageName(ctx context.Context, c *container.Container) string {
+	if img, err := s.st.Images.Resolve(ctx, c.Config.Image); err == nil && img.ID == c.ImageID {
+		return c.Config.Image
+	}
+	return c.ImageID.String()
+}
+
+// listFilter is docker's container filter set.
+type listFilter struct {
+	status, names, ids, exited []string
+	labels                     []string
+	ancestors                  map[string]bool
+	before, since              *container.Container
+}
+
+var validListFilters = map[string]bool{
+	"status": true, "name": true, "id": true, "label": true, "ancestor": true, "exited": true,
+	"before": true, "since": true, "health": true, "isolation": true, "network": true, "volume": true,
+	"publish": true, "expose": true, "is-task": true,
+}
+
+func (s *ContainerService) newListFilter(ctx context.Context, fs api.Filters) (*listFilter, error) {
+	f := &listFilter{}
+	for k, vs := range fs {
+		if !validListFilters[k] {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s'", k))
+		}
+		switch k {
+		case "status":
+			for _, v := range vs {
+				switch v {
+				case "created", "restarting", "running", "removing", "paused", "exited", "dead":
+				default:
+					return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter 'status=%s'", v))
+				}
+			}
+			f.status = vs
+		case "name":
+			for _, v := range vs {
+				if _, err := regexp.Compile(v); err != nil {
+					return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter 'name=%s': %v", v, err))
+				}
+			}
+			f.names = vs
+		case "id":
+			f.ids = vs
+		case "label":
+			f.labels = vs
+		case "exited":
+			for _, v := range vs {
+				if _, err := strconv.Atoi(v); err != nil {
+					return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter 'exited=%s'", v))
+				}
+			}
+			f.exited = vs
+		case "ancestor":
+			f.ancestors = map[string]bool{}
+			for _, v := range vs {
+				img, err := s.st.Images.Resolve(ctx, v)
+				if err != nil {
+					continue // docker ignores ancestors that don't exist
+				}
+				f.ancestors[img.ID.String()] = true
+			}
+			if len(f.ancestors) == 0 {
+				f.ancestors["none"] = true
+			}
+		case "before", "since":
+			if len(vs) != 1 {
+				return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s': one value only", k))
+			}
+			e, err := s.get(vs[0])
+			if err != nil {
+				return nil, err
+			}
+			if k == "before" {
+				f.before = e.snapshot()
+			} else {
+				f.since = e.snapshot()
+			}
+		}
+	}
+	return f, nil
+}
+
+func (f *listFilter) match(c *container.Container) bool {
+	if len(f.status) > 0 && !contains(f.status, c.State.Status) {
+		return false
+	}
+	if len(f.names) > 0 {
+		ok := false
+		for _, n := range f.names {
+			if re, err := regexp.Compile(n); err == nil && re.MatchString("/"+c.Name) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(f.ids) > 0 {
+		ok := false
+		for _, id := range f.ids {
+			if strings.HasPrefix(c.ID, id) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(f.exited) > 0 {
+		if c.State.Status != container.StatusExited || !contains(f.exited, strconv.Itoa(c.State.ExitCode)) {
+			return false
+		}
+	}
+	if !matchLabels(f.labels, c.Config.Labels) {
+		return false
+	}
+	if f.ancestors != nil && !f.ancestors[c.ImageID.String()] {
+		return false
+	}
+	if f.before != nil && !c.Created.Before(f.before.Created) {
+		return false
+	}
+	if f.since != nil && !c.Created.After(f.since.Created) {
+		return false
+	}
+	return true
+}
+
+// matchLabels applies docker's label filters: "key" or "key=value", all
+// of which must match.
+func matchLabels(filters []string, labels map[string]string) bool {
+	for _, l := range filters {
+		k, v, hasValue := strings.Cut(l, "=")
+		got, ok := labels[k]
+		if !ok || hasValue && got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Prune implements POST /containers/prune.
+func (s *ContainerService) Prune(ctx context.Context, fs api.Filters) (containertypes.PruneReport, error) {
+	var until time.Time
+	for k, vs := range fs {
+		switch k {
+		case "label", "label!":
+		case "until":
+			if len(vs) != 1 {
+				return containertypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage("invalid filter 'until': one value only")
+			}
+			t, err := parsePruneUntil(vs[0])
+			if err != nil {
+				return containertypes.PruneReport{}, err
+			}
+			until = t
+		default:
+			return containertypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s'", k))
+		}
+	}
+	report := containertypes.PruneReport{ContainersDeleted: []string{}}
+	for _, e := range s.all() {
+		c := e.snapshot()
+		if c.State.Running() || c.State.Status == container.StatusRemoving {
+			continue
+		}
+		if !until.IsZero() && !c.Created.Before(until) {
+			continue
+		}
+		if !matchLabels(fs["label"], c.Config.Labels) {
+			continue
+		}
+		if neg := fs["label!"]; len(neg) > 0 && matchAnyLabel(neg, c.Config.Labels) {
+			continue
+		}
+		rw, _ := s.sizes(ctx, c)
+		if err := s.Remove(ctx, c.ID, api.RemoveOptions{}); err != nil {
+			s.log.Warn("prune: remove container", "id", c.ID, "err", err)
+			continue
+		}
+		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
+		report.SpaceReclaimed += uint64(rw)
+	}
+	return report, nil
+}
+
+func matchAnyLabel(filters []string, labels map[string]string) bool {
+	for _, l := range filters {
+		if matchLabels([]string{l}, labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePruneUntil accepts docker's until values: a duration ("24h") or a
+// timestamp.
+func parsePruneUntil(v string) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Unix(0, int64(secs*1e9)), nil
+	}
+	return time.Time{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter 'until=%s'", v))
+}
