@@ -1,0 +1,392 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth-engine/berth/internal/testutil"
+)
+
+func TestRunForegroundOutputAndExitCodes(t *testing.T) {
+	d := daemonWithBusybox(t)
+
+	r := d.Berth(t, "run", "--rm", "busybox", "echo", "hello world")
+	if r.ExitCode != 0 || r.Stdout != "hello world\n" {
+		t.Fatalf("echo: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if r.ExitCode != 3 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+		t.Fatalf("exit 3: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "busybox", "sh", "-c", "kill -9 $$")
+	if r.ExitCode != 137 {
+		t.Fatalf("SIGKILL: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "busybox", "no-such-command")
+	if r.ExitCode != 127 || !strings.Contains(r.Stderr, "executable file not found") {
+		t.Fatalf("missing executable: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "busybox", "/etc/passwd")
+	if r.ExitCode != 126 {
+		t.Fatalf("not executable: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "no-such-image")
+	if r.ExitCode != 125 || !strings.Contains(r.Stderr, "no-such-image") {
+		t.Fatalf("unknown image: %s", r)
+	}
+	// --rm containers are gone afterwards, whatever happened.
+	if out := d.MustBerth(t, "ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Fatalf("--rm left containers: %q", out)
+	}
+}
+
+func TestRunOptions(t *testing.T) {
+	d := daemonWithBusybox(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(envFile, []byte("# comment\nFROM_FILE=yes\nPASSTHRU\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := d.Cmd("run", "--rm", "-e", "A=1", "-e", "PASSTHRU", "--env-file", envFile, "busybox", "env")
+	cmd.Env = append(cmd.Env, "PASSTHRU=from-cli")
+	r := testutil.Run(t, cmd, "")
+	for _, want := range []string{"A=1", "FROM_FILE=yes", "PASSTHRU=from-cli", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"} {
+		if !strings.Contains(r.Stdout, want+"\n") {
+			t.Errorf("env lacks %s:\n%s", want, r.Stdout)
+		}
+	}
+
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-w", "/tmp", "busybox", "pwd"}, "/tmp"},
+		{[]string{"-u", "alice", "busybox", "id"}, "uid=1000(alice) gid=1000(alice) groups=10(wheel),100(users),1000(alice)"},
+		{[]string{"-u", "1000:100", "busybox", "id", "-u"}, "1000"},
+		{[]string{"-u", "nobody", "busybox", "sh", "-c", "echo $HOME"}, "/nonexistent"},
+		{[]string{"--entrypoint", "echo", "busybox", "via", "entrypoint"}, "via entrypoint"},
+		{[]string{"-h", "myhost", "busybox", "hostname"}, "myhost"},
+		{[]string{"-h", "myhost", "busybox", "cat", "/etc/hostname"}, "myhost"},
+		{[]string{"busybox", "sh", "-c", "echo $$"}, "1"},
+		{[]string{"--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"}, "/sbin/docker-init -- sh -c cat /proc/1/cmdline | tr '\\0' ' '"},
+	}
+	for _, c := range cases {
+		r := d.Berth(t, append([]string{"run", "--rm"}, c.args...)...)
+		if r.ExitCode != 0 || strings.TrimSpace(r.Stdout) != c.want {
+			t.Errorf("run %v: got %s, want %q", c.args, r, c.want)
+		}
+	}
+	r = d.Berth(t, "run", "--rm", "-u", "nosuchuser", "busybox", "true")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "nosuchuser") {
+		t.Errorf("unknown user: %s", r)
+	}
+
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "labelled", "-l", "team=core", "--label", "tier=db", "busybox", "true"))
+	d.MustBerth(t, "wait", id)
+	if got := inspectField(t, d, "labelled", `{{index .Config.Labels "team"}} {{index .Config.Labels "tier"}} {{.Name}}`); got != "core db /labelled" {
+		t.Errorf("labels/name: %q", got)
+	}
+}
+
+func TestRunIsolation(t *testing.T) {
+	d := daemonWithBusybox(t)
+	script := strings.Join([]string{
+		"echo pid1=$(cat /proc/1/comm)",
+		"echo procs=$(ls /proc | grep -c '^[0-9]')",
+		"echo links=$(ls /sys/class/net | tr '\\n' ' ')",
+		"touch /sys/x 2>/dev/null && echo sys=rw || echo sys=ro",
+		"echo dev=$(ls /dev | tr '\\n' ' ')",
+		"grep -q ' /dev/pts ' /proc/mounts && echo pts=yes",
+		"grep -q ' /dev/shm ' /proc/mounts && echo shm=yes",
+		"grep -q ' /dev/mqueue ' /proc/mounts && echo mqueue=yes",
+		"grep -q ' /etc/resolv.conf ' /proc/mounts && echo resolv=mounted",
+		"grep -q 127.0.0.1 /etc/hosts && echo hosts=ok",
+		"echo cgroup=$(cat /proc/self/cgroup | head -1)",
+		"echo uts=$(hostname)",
+	}, "; ")
+	out := d.MustBerth(t, "run", "--rm", "-h", "isolated", "busybox", "sh", "-c", script)
+	for _, want := range []string{"pid1=sh", "procs=", "links=lo ", "sys=ro", "pts=yes", "shm=yes", "mqueue=yes", "resolv=mounted", "hosts=ok", "uts=isolated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("isolation check %q missing in:\n%s", want, out)
+		}
+	}
+	// Only the container's own processes are visible (sh + the ls pipeline).
+	for _, l := range lines(out) {
+		if n, ok := strings.CutPrefix(l, "procs="); ok && len(n) > 1 {
+			t.Errorf("container sees %s processes: pid namespace leaks", n)
+		}
+		if devs, ok := strings.CutPrefix(l, "dev="); ok {
+			for _, dev := range strings.Fields(devs) {
+				if strings.HasPrefix(dev, "sd") || strings.HasPrefix(dev, "vd") || strings.HasPrefix(dev, "nvme") || dev == "mem" || dev == "kmsg" {
+					t.Errorf("host device /dev/%s visible in the container", dev)
+				}
+			}
+		}
+		if cg, ok := strings.CutPrefix(l, "cgroup="); ok && strings.Contains(cg, d.CgroupParent) {
+			t.Errorf("cgroup namespace not private: %s", cg)
+		}
+	}
+	// The container's root is its own: a write does not touch the image.
+	d.MustBerth(t, "run", "--name", "writer", "busybox", "sh", "-c", "echo data > /etc/written")
+	if r := d.Berth(t, "run", "--rm", "busybox", "cat", "/etc/written"); r.ExitCode == 0 {
+		t.Errorf("a container's write leaked into the image: %s", r)
+	}
+	// --read-only refuses writes.
+	if r := d.Berth(t, "run", "--rm", "--read-only", "busybox", "touch", "/x"); r.ExitCode == 0 {
+		t.Errorf("--read-only allowed a write")
+	}
+}
+
+// cgroupV1File reads a v1 controller file of a running container.
+func cgroupV1File(t *testing.T, d *testutil.Daemon, id, ctrl, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, d.CgroupParent, id, file))
+	if err != nil {
+		t.Fatalf("read %s/%s of %s: %v", ctrl, file, id, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestRunResourceLimits(t *testing.T) {
+	d := daemonWithBusybox(t)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err != nil {
+		t.Skip("cgroup v1 memory controller not mounted; the v2 spec is unit-tested in internal/oci")
+	}
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--memory", "64m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "42", "busybox", "sleep", "1000"))
+	if got := cgroupV1File(t, d, id, "memory", "memory.limit_in_bytes"); got != "67108864" {
+		t.Errorf("memory limit on host: %s", got)
+	}
+	if got := cgroupV1File(t, d, id, "cpu", "cpu.cfs_quota_us"); got != "50000" {
+		t.Errorf("cpu quota: %s", got)
+	}
+	if got := cgroupV1File(t, d, id, "cpu", "cpu.shares"); got != "512" {
+		t.Errorf("cpu shares: %s", got)
+	}
+	if got := cgroupV1File(t, d, id, "pids", "pids.max"); got != "42" {
+		t.Errorf("pids max: %s", got)
+	}
+	// And visible inside, through the container's cgroup namespace.
+	out := d.MustBerth(t, "run", "--rm", "--memory", "32m", "--pids-limit", "7", "busybox", "sh", "-c",
+		"cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+	if got := lines(out); len(got) != 2 || got[0] != "33554432" || got[1] != "7" {
+		t.Errorf("limits inside the container: %q", out)
+	}
+	// The pids limit is enforced.
+	r := d.Berth(t, "run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait")
+	if r.ExitCode == 0 && !strings.Contains(r.Stderr, "fork") && !strings.Contains(r.Stderr, "Resource") {
+		t.Errorf("pids limit not enforced: %s", r)
+	}
+	d.MustBerth(t, "rm", "-f", id)
+	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctrl, d.CgroupParent, id)); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s of removed container left behind", ctrl)
+		}
+	}
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	d := daemonWithBusybox(t)
+
+	id := strings.TrimSpace(d.MustBerth(t, "create", "--name", "web", "busybox", "sh", "-c", "echo up; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"))
+	if len(id) != 64 {
+		t.Fatalf("create printed %q, want a 64-hex ID", id)
+	}
+	if got := inspectField(t, d, "web", "{{.State.Status}}"); got != "created" {
+		t.Fatalf("status after create: %s", got)
+	}
+	// Short, unique ID prefixes work everywhere.
+	d.MustBerth(t, "start", id[:8])
+	eventually(t, "container output", func() bool { return strings.Contains(d.MustBerth(t, "logs", "web"), "up") })
+	ps := d.MustBerth(t, "ps")
+	if !strings.Contains(ps, id[:12]) || !strings.Contains(ps, "web") || !strings.Contains(ps, "Up ") {
+		t.Fatalf("ps:\n%s", ps)
+	}
+	// Removing a running container needs -f, with docker's message.
+	r := d.Berth(t, "rm", "web")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "container is running: stop the container before removing or force remove") {
+		t.Fatalf("rm running: %s", r)
+	}
+	d.MustBerth(t, "stop", "web")
+	if got := inspectField(t, d, "web", "{{.State.Status}} {{.State.ExitCode}}"); got != "exited 0" {
+		t.Fatalf("after stop: %s", got)
+	}
+	if logs := d.MustBerth(t, "logs", "web"); !strings.Contains(logs, "bye") {
+		t.Fatalf("stop signal not delivered (no trap output): %q", logs)
+	}
+	// restart runs it again.
+	d.MustBerth(t, "restart", "-t", "1", "web")
+	if got := inspectField(t, d, "web", "{{.State.Status}}"); got != "running" {
+		t.Fatalf("after restart: %s", got)
+	}
+	// kill -s sends that signal.
+	d.MustBerth(t, "kill", "-s", "TERM", "web")
+	if out := strings.TrimSpace(d.MustBerth(t, "wait", "web")); out != "0" {
+		t.Fatalf("wait after kill -s TERM: %q", out)
+	}
+	r = d.Berth(t, "kill", "web")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "is not running") {
+		t.Fatalf("kill of a stopped container: %s", r)
+	}
+	// rename, and the old name is free again.
+	d.MustBerth(t, "rename", "web", "web2")
+	if got := inspectField(t, d, "web2", "{{.Name}}"); got != "/web2" {
+		t.Fatalf("rename: %s", got)
+	}
+	d.MustBerth(t, "create", "--name", "web", "busybox", "true")
+	r = d.Berth(t, "create", "--name", "web", "busybox", "true")
+	if r.ExitCode != 125 || !strings.Contains(r.Stderr, `The container name "/web" is already in use`) {
+		t.Fatalf("name conflict: %s", r)
+	}
+	r = d.Berth(t, "rename", "web2", "web")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "already in use") {
+		t.Fatalf("rename onto a used name: %s", r)
+	}
+	// rm of several at once.
+	d.MustBerth(t, "rm", "web", "web2")
+	if out := d.MustBerth(t, "ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Fatalf("containers left: %q", out)
+	}
+}
+
+func TestStopTimeoutAndSignal(t *testing.T) {
+	d := daemonWithBusybox(t)
+	// A process that ignores SIGTERM is killed after the timeout: 137.
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "busybox", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"))
+	d.MustBerth(t, "stop", "-t", "1", id)
+	if got := inspectField(t, d, id, "{{.State.ExitCode}}"); got != "137" {
+		t.Fatalf("exit code after stop timeout: %s", got)
+	}
+	// --stop-signal picks the signal stop sends.
+	id = strings.TrimSpace(d.MustBerth(t, "run", "-d", "--stop-signal", "USR1", "--stop-timeout", "30", "busybox", "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done"))
+	d.MustBerth(t, "stop", id)
+	if got := inspectField(t, d, id, "{{.State.ExitCode}} {{.Config.StopSignal}}"); got != "7 USR1" {
+		t.Fatalf("stop with --stop-signal: %s", got)
+	}
+}
+
+func TestPsFiltersAndFormats(t *testing.T) {
+	d := daemonWithBusybox(t)
+	d.MustBerth(t, "tag", "busybox", "other:1")
+	running := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "runner", "-l", "role=a", "busybox", "sleep", "1000"))
+	d.MustBerth(t, "run", "--name", "three", "-l", "role=b", "busybox", "sh", "-c", "exit 3")
+	d.MustBerth(t, "create", "--name", "fresh", "other:1", "true")
+
+	check := func(args []string, want ...string) {
+		t.Helper()
+		got := lines(d.MustBerth(t, append([]string{"ps", "--format", "{{.Names}}"}, args...)...))
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("ps %v: got %v, want %v", args, got, want)
+		}
+	}
+	check(nil, "runner")
+	check([]string{"-a"}, "fresh", "three", "runner")
+	check([]string{"-a", "--filter", "status=exited"}, "three")
+	check([]string{"-a", "--filter", "status=created"}, "fresh")
+	check([]string{"-a", "--filter", "exited=3"}, "three")
+	check([]string{"-a", "--filter", "label=role=b"}, "three")
+	check([]string{"-a", "--filter", "label=role"}, "three", "runner")
+	check([]string{"-a", "--filter", "name=run"}, "runner")
+	check([]string{"-a", "--filter", "id=" + running[:10]}, "runner")
+	check([]string{"-a", "--filter", "ancestor=other:1"}, "fresh")
+	check([]string{"-n", "1"}, "fresh")
+	check([]string{"-l"}, "fresh")
+
+	if q := lines(d.MustBerth(t, "ps", "-q")); len(q) != 1 || q[0] != running[:12] {
+		t.Errorf("ps -q: %v", q)
+	}
+	if q := lines(d.MustBerth(t, "ps", "-q", "--no-trunc")); len(q) != 1 || q[0] != running {
+		t.Errorf("ps -q --no-trunc: %v", q)
+	}
+	table := d.MustBerth(t, "ps", "-a")
+	header := lines(table)[0]
+	for _, col := range []string{"CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"} {
+		if !strings.Contains(header, col) {
+			t.Errorf("ps header lacks %s: %q", col, header)
+		}
+	}
+	if !strings.Contains(table, "Exited (3)") || !strings.Contains(table, "Created") {
+		t.Errorf("ps statuses:\n%s", table)
+	}
+	js := d.MustBerth(t, "ps", "--format", "json")
+	if !strings.Contains(js, `"Names":"runner"`) {
+		t.Errorf("ps --format json: %s", js)
+	}
+	custom := d.MustBerth(t, "ps", "--format", "table {{.ID}}\t{{.Status}}")
+	if !strings.HasPrefix(custom, "CONTAINER ID") {
+		t.Errorf("table format: %q", custom)
+	}
+	if out := d.MustBerth(t, "ps", "-s", "--format", "{{.Size}}"); !strings.Contains(out, "virtual") {
+		t.Errorf("ps -s: %q", out)
+	}
+	// container prune removes the stopped ones only.
+	out := d.MustBerth(t, "container", "prune", "-f")
+	if !strings.Contains(out, "Total reclaimed space") {
+		t.Errorf("prune output: %q", out)
+	}
+	check([]string{"-a"}, "runner")
+}
+
+func TestLogsOptions(t *testing.T) {
+	d := daemonWithBusybox(t)
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2"))
+	d.MustBerth(t, "wait", id)
+	r := d.Berth(t, "logs", id)
+	if r.Stdout != "line1\nline2\nline3\nline4\nline5\n" || r.Stderr != "oops\n" {
+		t.Fatalf("logs: %s", r)
+	}
+	if out := d.MustBerth(t, "logs", "--tail", "2", id); out != "line5\n" {
+		// stderr's "oops" is the last line; stdout gets line5.
+		t.Fatalf("logs --tail 2 stdout: %q", out)
+	}
+	if out := d.MustBerth(t, "logs", "-t", id); !strings.Contains(out, "Z line1") {
+		t.Fatalf("logs -t: %q", out)
+	}
+	if out := d.MustBerth(t, "logs", "--since", "1h", id); !strings.Contains(out, "line1") {
+		t.Fatalf("logs --since 1h: %q", out)
+	}
+	if out := d.MustBerth(t, "logs", "--until", "2000-01-01T00:00:00Z", id); out != "" {
+		t.Fatalf("logs --until 2000: %q", out)
+	}
+	// -f follows a running container until it exits.
+	id = strings.TrimSpace(d.MustBerth(t, "run", "-d", "busybox", "sh", "-c", "echo first; sleep 1; echo second"))
+	out := d.MustBerth(t, "logs", "-f", id)
+	if out != "first\nsecond\n" {
+		t.Fatalf("logs -f: %q", out)
+	}
+	// Rotation with --log-opt keeps the tail readable.
+	id = strings.TrimSpace(d.MustBerth(t, "run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done"))
+	d.MustBerth(t, "wait", id)
+	logPath := inspectField(t, d, id, "{{.LogPath}}")
+	if _, err := os.Stat(logPath + ".1"); err != nil {
+		t.Errorf("no rotated log file: %v", err)
+	}
+	if _, err := os.Stat(logPath + ".2"); err == nil {
+		t.Errorf("max-file=2 kept more than 2 files")
+	}
+	if out := d.MustBerth(t, "logs", "--tail", "1", id); out != "line-199\n" {
+		t.Errorf("tail after rotation: %q", out)
+	}
+	if r := d.Berth(t, "run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"); r.ExitCode != 125 {
+		t.Errorf("bad max-size accepted: %s", r)
+	}
+}
+
+func TestRuntimeRunc(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/runc"); err != nil {
+		t.Skip("runc is not installed (apt-get install runc)")
+	}
+	d := daemonWithBusybox(t)
+	r := d.Berth(t, "run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo via runc; exit 4")
+	if r.ExitCode != 4 || r.Stdout != "via runc\n" {
+		t.Fatalf("--runtime runc: %s", r)
+	}
+	r = d.Berth(t, "run", "--rm", "--runtime", "nosuch", "busybox", "true")
+	if r.ExitCode != 125 || !strings.Contains(r.Stderr, "unknown or invalid runtime name: nosuch") {
+		t.Fatalf("unknown runtime: %s", r)
+	}
+	info := d.MustBerth(t, "info", "--format", "{{.DefaultRuntime}} {{range $k, $v := .Runtimes}}{{$k}},{{end}}")
+	if !strings.HasPrefix(info, "berth ") || !strings.Contains(info, "runc,") {
+		t.Errorf("info runtimes: %q", info)
+	}
+}
