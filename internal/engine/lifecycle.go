@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -210,18 +211,28 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 func (s *ContainerService) monitor(e *entry, client *shim.Client, gen int, exitFile string) {
 	st, err := client.Wait(context.Background())
 	if err != nil {
-		st = s.exitFromFile(e.c.ID, exitFile, err)
+		st = s.exitFromFile(e.snapshot(), exitFile, err)
 	}
 	s.handleExit(e, gen, st)
 }
 
-// exitFromFile reads the status the shim recorded when it is gone.
-func (s *ContainerService) exitFromFile(id, exitFile string, cause error) shim.ExitStatus {
+// exitFromFile reads the status the shim recorded when it is gone. If the
+// shim died without recording one (killed behind berth's back), nothing is
+// left to watch the container: it is killed and its runtime state deleted,
+// as containerd does when a shim dies.
+func (s *ContainerService) exitFromFile(c *container.Container, exitFile string, cause error) shim.ExitStatus {
 	st, err := shim.ReadExitFile(exitFile)
 	if err == nil {
 		return st
 	}
-	s.log.Warn("container monitor lost; recording an unknown exit", "id", id, "err", cause)
+	s.log.Warn("container monitor lost; killing the container and recording an unknown exit", "id", c.ID, "err", cause)
+	if rt, err := s.st.Runtimes.Get(c.Runtime); err == nil {
+		argv := rt.Argv("delete", "--force", c.ID)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			s.log.Warn("runtime delete after shim loss", "id", c.ID, "err", err, "output", string(out))
+		}
+	}
 	return shim.ExitStatus{Code: 255, ExitedAt: time.Now().UTC(), Error: errShimGone.Error()}
 }
 
@@ -300,7 +311,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	if err == nil && state.Exit != nil {
 		st = *state.Exit
 	} else {
-		st = s.exitFromFile(c.ID, exitFile, err)
+		st = s.exitFromFile(c, exitFile, err)
 	}
 	s.log.Info("container exited while the daemon was down", "id", c.ID, "code", st.Code)
 	go s.handleExit(e, gen, st)
