@@ -95,17 +95,11 @@ func ownedBelow(procs map[int]procInfo, owns func(procInfo) bool) []int {
 	return out
 }
 
-// owner is the part of an engine that claims processes.
-type owner interface {
-	Name() string
-	Owns(procs map[int]procInfo, p procInfo) bool
-}
-
 // killOwned waits (up to 10 s) for what is left of the engine below the
 // runner to exit by itself — conmons and shims finish a moment after the
 // last `rm -f` returned — then SIGKILLs the rest and waits (up to 10 s more)
 // for it to be gone.
-func killOwned(e owner) error {
+func killOwned(name string) error {
 	var left []int
 	for i := 0; i < 200; i++ {
 		procs, err := listProcs()
@@ -113,14 +107,14 @@ func killOwned(e owner) error {
 			return err
 		}
 		left = left[:0]
-		for _, pid := range ownedBelow(procs, func(p procInfo) bool { return e.Owns(procs, p) }) {
+		for _, pid := range ownedBelow(procs, func(p procInfo) bool { return ownerOf(procs, p) == name }) {
 			if procs[pid].State == 'Z' || children.has(pid) {
 				continue
 			}
 			left = append(left, pid)
 			if i >= 100 {
 				if i == 100 {
-					slog.Warn("killing a leftover process", "engine", e.Name(), "pid", pid, "exe", procs[pid].Exe)
+					slog.Warn("killing a leftover process", "engine", name, "pid", pid, "exe", procs[pid].Exe)
 				}
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}

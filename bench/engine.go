@@ -31,9 +31,10 @@ type engine interface {
 	// RunFlags are flags every `run` of the jobs adds on this engine, right
 	// after "run" (podman has no daemon to carry a cgroup parent).
 	RunFlags() []string
-	// Owns reports whether p, a process below the runner, belongs to this
-	// engine (its daemon, a helper, a per-container monitor).
-	Owns(procs map[int]procInfo, p procInfo) bool
+	// Claim says how surely p, a process below the runner, belongs to this
+	// engine (its daemon, a helper, a per-container monitor): claimNone,
+	// claimByName or claimStrong. ownerOf settles competing claims.
+	Claim(procs map[int]procInfo, p procInfo) int
 	// Stop removes every container, stops the engine and removes all it
 	// created: processes, mounts, cgroups, files. It is safe to call after
 	// a failed or partial Start, and more than once.
@@ -112,23 +113,46 @@ func (b *base) CLI(ctx context.Context, args ...string) *exec.Cmd {
 
 func (b *base) RunFlags() []string { return nil }
 
-// Owns: a process belongs to this engine when it descends from the
-// engine's daemon, when its command line names the engine's private state
-// directory (shims and conmon carry their socket or bundle path), or when
-// its executable has a name only this engine uses.
-func (b *base) Owns(procs map[int]procInfo, p procInfo) bool {
+// How surely a process belongs to an engine.
+const (
+	claimNone   = iota
+	claimByName // its executable has a name only this engine uses
+	claimStrong // it descends from the engine's daemon or names its state dir
+)
+
+// Claim: a process belongs to this engine for sure when it descends from
+// the engine's daemon, or when its command line names the engine's private
+// state directory (shims and conmon carry their socket or bundle path); it
+// probably does when its executable has a name only this engine uses.
+func (b *base) Claim(procs map[int]procInfo, p procInfo) int {
 	if b.daemon != nil && (p.PID == b.daemon.pid || descendsFrom(procs, p.PID, b.daemon.pid)) {
-		return true
+		return claimStrong
 	}
 	if strings.Contains(p.Cmdline, b.dir+"/") {
-		return true
+		return claimStrong
 	}
 	for _, n := range b.ownNames {
 		if p.Exe == n {
-			return true
+			return claimByName
 		}
 	}
-	return false
+	return claimNone
+}
+
+// allEngines are the engines of this run, started or not.
+var allEngines []engine
+
+// ownerOf names the engine p belongs to ("" for none): the strongest claim
+// wins, so a name match never takes a process that another engine's daemon
+// or state directory accounts for.
+func ownerOf(procs map[int]procInfo, p procInfo) string {
+	best, owner := claimNone, ""
+	for _, e := range allEngines {
+		if c := e.Claim(procs, p); c > best {
+			best, owner = c, e.Name()
+		}
+	}
+	return owner
 }
 
 // cliOutput runs the CLI and returns its trimmed stdout, or an error that
@@ -180,7 +204,7 @@ func (b *base) teardown() error {
 			errs = append(errs, fmt.Errorf("%s: stop daemon: %w", b.name, err))
 		}
 	}
-	if err := killOwned(b); err != nil {
+	if err := killOwned(b.name); err != nil {
 		errs = append(errs, fmt.Errorf("%s: kill leftover processes: %w", b.name, err))
 	}
 	if err := removeCgroups(b.cgroupParent); err != nil {

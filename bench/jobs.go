@@ -49,6 +49,11 @@ func jobLatency(ctx context.Context, es []engine, warmup, runs int) map[string]*
 	for _, e := range es {
 		res[e.Name()] = &latencyResult{Command: append([]string{e.Name()}, runArgs(e, "--rm", "--network", "none", "busybox", "true")...)}
 	}
+	defer func() { // also when interrupted: partial samples are still samples
+		for _, r := range res {
+			r.Ms = summarize(r.SamplesMs)
+		}
+	}()
 	for round := 0; round < warmup+runs; round++ {
 		for k := range es {
 			if ctx.Err() != nil {
@@ -78,9 +83,6 @@ func jobLatency(ctx context.Context, es []engine, warmup, runs int) map[string]*
 				r.SamplesMs = append(r.SamplesMs, ms(out.Dur))
 			}
 		}
-	}
-	for _, r := range res {
-		r.Ms = summarize(r.SamplesMs)
 	}
 	return res
 }
@@ -237,7 +239,7 @@ func engineProcs(e engine) (map[int]procInfo, map[int]memInfo, error) {
 	owned := map[int]procInfo{}
 	mem := map[int]memInfo{}
 	for pid, p := range procs {
-		if pid == self || p.State == 'Z' || p.PidNS != selfNS || !descendsFrom(procs, pid, self) || !e.Owns(procs, p) {
+		if pid == self || p.State == 'Z' || p.PidNS != selfNS || !descendsFrom(procs, pid, self) || ownerOf(procs, p) != e.Name() {
 			continue
 		}
 		m, err := readMem(pid)
@@ -373,14 +375,7 @@ func unclaimed(before map[int]procInfo) []memProc {
 		if _, ok := before[pid]; ok {
 			continue
 		}
-		claimed := false
-		for _, e := range activeEngines {
-			if e.Owns(procs, p) {
-				claimed = true
-				break
-			}
-		}
-		if claimed {
+		if ownerOf(procs, p) != "" {
 			continue
 		}
 		m, err := readMem(pid)

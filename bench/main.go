@@ -22,8 +22,7 @@ import (
 	"time"
 )
 
-// activeEngines are the engines that started; job (c) uses them to tell an
-// unclaimed process from another engine's idle one.
+// activeEngines are the engines that started.
 var activeEngines []engine
 
 func main() {
@@ -131,12 +130,11 @@ func run() int {
 		rep.Config.BusyboxBytes = st.Size()
 	}
 
-	var all []engine
 	defer func() {
 		// Cleanup gets its own time, whatever happened to ctx.
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer ccancel()
-		for _, e := range all {
+		for _, e := range allEngines {
 			if err := e.Stop(cctx); err != nil {
 				slog.Warn("cleanup", "engine", e.Name(), "err", err)
 			}
@@ -178,9 +176,9 @@ func run() int {
 			rep.Errors = append(rep.Errors, err.Error())
 			continue
 		}
-		all = append(all, e)
+		allEngines = append(allEngines, e)
 	}
-	for _, e := range all {
+	for _, e := range allEngines {
 		if ctx.Err() != nil {
 			break
 		}

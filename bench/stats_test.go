@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"math"
 	"testing"
 )
@@ -109,5 +110,33 @@ func TestMemoryAccountPidReuse(t *testing.T) {
 	r.account(before, map[int]memInfo{10: {PssKiB: 500, RssKiB: 900}}, after, map[int]memInfo{10: {PssKiB: 512, RssKiB: 1024}})
 	if r.AddedPss != 512 || r.GrownPss != 0 {
 		t.Fatalf("pid reuse: %+v", r)
+	}
+}
+
+// fakeEngine is a base with no-op lifecycle, for the attribution logic.
+type fakeEngine struct{ *base }
+
+func (fakeEngine) Start(context.Context, string) error { return nil }
+func (fakeEngine) Stop(context.Context) error          { return nil }
+
+func TestOwnerOf(t *testing.T) {
+	docker := fakeEngine{&base{name: "docker", dir: "/x/docker", ownNames: []string{"dockerd", "containerd-shim-runc-v2"}}}
+	berth := fakeEngine{&base{name: "berth", dir: "/x/berth", ownNames: []string{"berth-shim"}, daemon: &daemonProc{pid: 100}}}
+	saved := allEngines
+	allEngines = []engine{docker, berth}
+	t.Cleanup(func() { allEngines = saved })
+	procs := map[int]procInfo{
+		100: {PID: 100, PPID: 1, Exe: "berth"},
+		101: {PID: 101, PPID: 100, Exe: "containerd"}, // a daemon's child: strong claim
+		200: {PID: 200, PPID: 1, Exe: "containerd-shim-runc-v2", Cmdline: "containerd-shim-runc-v2 -address /x/berth/exec/c.sock"},
+		201: {PID: 201, PPID: 1, Exe: "containerd-shim-runc-v2", Cmdline: "containerd-shim-runc-v2 -address /elsewhere"},
+		202: {PID: 202, PPID: 1, Exe: "berth-shim"},
+		203: {PID: 203, PPID: 1, Exe: "conmon", Cmdline: "conmon -b /x/dockerish"},
+	}
+	want := map[int]string{100: "berth", 101: "berth", 200: "berth", 201: "docker", 202: "berth", 203: ""}
+	for pid, w := range want {
+		if got := ownerOf(procs, procs[pid]); got != w {
+			t.Errorf("ownerOf(%d %s) = %q, want %q", pid, procs[pid].Exe, got, w)
+		}
 	}
 }
