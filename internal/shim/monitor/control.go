@@ -1,0 +1,260 @@
+package monitor
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/berth-engine/berth/internal/shim/wire"
+)
+
+// acceptLoop serves the control socket until it is closed.
+func (m *monitor) acceptLoop() {
+	for {
+		conn, err := m.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors, most likely: let some go first.
+			slog.Warn("accept", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		go m.handle(conn)
+	}
+}
+
+// handle serves one connection: one request line, one response line; an
+// attach then carries the stream, a wait stays until the exit.
+func (m *monitor) handle(conn *net.UnixConn) {
+	br := bufio.NewReaderSize(conn, 512)
+	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	line, err := readLine(br, wire.MaxLine)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	req, err := wire.ParseRequest(line)
+	if err != nil {
+		_ = reply(conn, errResponse(kindErr(wire.KindInvalidArgument, "%v", err)))
+		conn.Close()
+		return
+	}
+	switch req.Op {
+	case wire.OpWait:
+		m.wait(conn)
+		return
+	case wire.OpAttach:
+		m.attach(conn, br, req.AttachOptions)
+		return
+	}
+	m.busy.Add(1)
+	defer m.busy.Done()
+	defer conn.Close()
+	var resp wire.Response
+	switch req.Op {
+	case wire.OpState:
+		st := m.state()
+		resp.State = &st
+	case wire.OpStart:
+		if err := m.start(); err != nil {
+			resp = errResponse(err)
+		}
+	case wire.OpKill:
+		if err := m.kill(req.Signal, req.All); err != nil {
+			resp = errResponse(err)
+		}
+	case wire.OpResize:
+		if err := m.resize(req.Height, req.Width); err != nil {
+			resp = errResponse(err)
+		}
+	}
+	_ = reply(conn, resp)
+}
+
+// readLine reads up to and including '\n', at most max bytes.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, errors.New("request line too long")
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
+
+func reply(conn *net.UnixConn, resp wire.Response) error {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(requestTimeout))
+	_, err = conn.Write(append(b, '\n'))
+	_ = conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
+func (m *monitor) state() wire.State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := wire.State{Pid: m.pid, Status: m.status}
+	if m.exit != nil {
+		e := *m.exit
+		st.Exit = &e
+	}
+	return st
+}
+
+func (m *monitor) start() error {
+	m.mu.Lock()
+	if m.status != wire.StatusCreated || m.starting || m.initDone {
+		status := m.status
+		if m.initDone {
+			status = wire.StatusStopped
+		}
+		m.mu.Unlock()
+		return kindErr(wire.KindFailedPrecondition, "cannot start container %s: it is %s", m.cfg.ID, status)
+	}
+	m.starting = true
+	m.mu.Unlock()
+	err := m.rt.run("start", m.cfg.ID)
+	m.mu.Lock()
+	m.starting = false
+	if err == nil && m.status == wire.StatusCreated && !m.initDone {
+		m.status = wire.StatusRunning
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return errors.New("OCI runtime start failed: " + err.Error())
+	}
+	return nil
+}
+
+func (m *monitor) notRunning() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.initDone
+}
+
+func (m *monitor) kill(sig int, all bool) error {
+	if m.notRunning() {
+		return kindErr(wire.KindNotFound, "container %s is not running", m.cfg.ID)
+	}
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	args = append(args, m.cfg.ID, strconv.Itoa(sig))
+	if err := m.rt.run(args...); err != nil {
+		if m.notRunning() {
+			return kindErr(wire.KindNotFound, "container %s is not running", m.cfg.ID)
+		}
+		return errors.New("OCI runtime kill failed: " + err.Error())
+	}
+	return nil
+}
+
+func (m *monitor) resize(height, width uint16) error {
+	if m.console == nil {
+		return nil // docker ignores a resize of a container without a TTY
+	}
+	if m.notRunning() {
+		return kindErr(wire.KindNotFound, "container %s is not running", m.cfg.ID)
+	}
+	return setWinsize(m.console, height, width)
+}
+
+// wait answers when the container has exited. The connection stays
+// registered until then; reading it notices a client that gives up.
+func (m *monitor) wait(conn *net.UnixConn) {
+	m.mu.Lock()
+	if m.exit != nil {
+		st := *m.exit
+		m.mu.Unlock()
+		_ = reply(conn, wire.Response{Exit: &st})
+		conn.Close()
+		return
+	}
+	m.waiters[conn] = struct{}{}
+	m.mu.Unlock()
+	var b [1]byte
+	for {
+		if _, err := conn.Read(b[:]); err != nil {
+			break
+		}
+	}
+	m.mu.Lock()
+	_, mine := m.waiters[conn] // still ours: finish has not taken it
+	delete(m.waiters, conn)
+	m.mu.Unlock()
+	if mine {
+		conn.Close()
+	}
+}
+
+// attach turns the connection into an attach stream: output (framed for a
+// non-TTY container) from the shim, stdin from the client, until the
+// container's output ends.
+func (m *monitor) attach(conn *net.UnixConn, br *bufio.Reader, opts wire.AttachOptions) {
+	c := newClient(conn, opts.Stdout, opts.Stderr)
+	// Registered before the handshake: an attach made before start sees
+	// the output from its first byte.
+	live := m.out.add(c)
+	if err := reply(conn, wire.Response{}); err != nil || !live {
+		m.out.remove(c)
+		if live {
+			conn.Close()
+			return
+		}
+		// Output has ended already: an empty stream.
+		_ = conn.CloseWrite()
+		drain(br)
+		conn.Close()
+		return
+	}
+	go c.writeLoop()
+
+	useStdin := opts.Stdin && m.cfg.Stdin
+	first := useStdin && m.stdin.claim()
+	buf := make([]byte, 4096)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 && useStdin {
+			m.stdin.write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	// The client's input ended (CloseWrite, or it went away).
+	if first && m.cfg.StdinOnce {
+		m.stdin.end()
+	}
+	<-c.done
+	m.out.remove(c)
+	conn.Close()
+}
+
+// drain reads what a client sends until it closes, so that closing the
+// connection never resets it with bytes unread.
+func drain(br *bufio.Reader) {
+	buf := make([]byte, 512)
+	for {
+		if _, err := br.Read(buf); err != nil {
+			return
+		}
+	}
+}
