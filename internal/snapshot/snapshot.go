@@ -16,6 +16,17 @@
 // Committed snapshots are read-only and immutable; active snapshots are
 // writable and can be committed once. A snapshot with children cannot be
 // removed.
+//
+// Drivers: overlay (overlay2, the default) and vfs (a full copy per active
+// snapshot, where overlayfs cannot be mounted), both built on storage, which
+// keeps the metadata and recovers from crashes. snapshottest.Suite is the
+// conformance suite every driver runs.
+//
+// Exporting changes as a layer (docker commit / build) is not built yet.
+// Its seam: a differ compares an active snapshot's Mounts with a View of its
+// parent; on overlay2, UpperDir(mounts) is already the change set, with
+// overlay whiteouts to turn back into ".wh." entries (go-archive's
+// OverlayWhiteoutFormat does that when packing).
 package snapshot
 
 import (

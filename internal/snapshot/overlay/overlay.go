@@ -31,8 +31,14 @@ func New(root string) (snapshot.Snapshotter, error) {
 	d := &driver{}
 	// index=off lets a lower layer be shared by many overlays without the
 	// kernel's inode index tying it to one of them (docker does the same).
-	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil {
-		d.options = append(d.options, "index=off")
+	// redirect_dir=off and metacopy=off keep a container's upper directory
+	// a plain change set (renamed directories and chmods are full copies,
+	// not kernel-private xattrs), so that it can be exported as a layer
+	// tarball (docker commit / build), whatever the distribution's defaults.
+	for _, o := range []string{"index", "redirect_dir", "metacopy"} {
+		if _, err := os.Stat("/sys/module/overlay/parameters/" + o); err == nil {
+			d.options = append(d.options, o+"=off")
+		}
 	}
 	return storage.New(root, d)
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +58,7 @@ func Suite(t *testing.T, name string, newSnapshotter NewFunc) {
 		{"UnpackBadChain", testBadChain},
 		{"UnpackEscapes", testEscapes},
 		{"WalkAndLabels", testWalk},
+		{"BusyboxRuns", testBusybox},
 	}
 	for _, tc := range tests {
 		t.Run(name+"/"+tc.name, func(t *testing.T) {
@@ -830,6 +833,23 @@ func checkEscape(t *testing.T, name, outside, secret, hostName, root string) {
 	if _, err := os.Lstat(filepath.Join(filepath.Dir(root), "escaped")); err == nil {
 		t.Errorf("%s: the layer wrote next to the snapshotter root", name)
 	}
+	// Nor anywhere in the snapshotter's own directories.
+	for _, e := range listDir(t, root) {
+		if e != "metadata.db" && e != "snapshots" && !strings.HasPrefix(e, ".overlay-check-") {
+			t.Errorf("%s: unexpected %s in the snapshotter root", name, e)
+		}
+	}
+	for _, id := range listDir(t, filepath.Join(root, "snapshots")) {
+		if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+			t.Errorf("%s: unexpected %s in the snapshots directory", name, id)
+			continue
+		}
+		for _, e := range listDir(t, filepath.Join(root, "snapshots", id)) {
+			if e != "fs" && e != "work" {
+				t.Errorf("%s: unexpected %s in snapshot directory %s", name, e, id)
+			}
+		}
+	}
 }
 
 func testWalk(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() snapshot.Snapshotter) {
@@ -875,4 +895,36 @@ func testWalk(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() snapshot
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("walk with a failing fn: %v after %d calls", err, calls)
 	}
+}
+
+// testBusybox runs a real program from a container-style snapshot: busybox
+// in one layer, its files in others, a shell writing to the writable layer.
+func testBusybox(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() snapshot.Snapshotter) {
+	testutil.RequiresBusybox(t)
+	bin, err := os.ReadFile(testutil.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := NewLayer(t, Dir("bin"), File("bin/busybox", string(bin), Mode(0o755)), Symlink("bin/sh", "busybox"),
+		Symlink("bin/cat", "busybox"), Dir("etc"), File("etc/motd", "old"), Dir("tmp", Mode(0o1777)))
+	app := NewLayer(t, File("etc/motd", "hello from a layer"), Whiteout("bin/cat"))
+	chains := UnpackChain(t, sn, base, app)
+	m := prepareMount(t, sn, "ctr", chains[1].String())
+	cmd := exec.Command("/bin/sh", "-c", "cat /etc/motd 2>&1; busybox cat /etc/motd; echo written > /tmp/out")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: m}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("busybox in the snapshot: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "not found") || !strings.HasSuffix(string(out), "hello from a layer") {
+		t.Errorf("output %q: want cat whited out and the top layer's motd", out)
+	}
+	UnmountT(t, m)
+	if err := sn.Commit(ctxT(t), "committed", "ctr"); err != nil {
+		t.Fatal(err)
+	}
+	v := viewMount(t, sn, "v", "committed")
+	wantFile(t, filepath.Join(v, "tmp/out"), "written\n")
 }
