@@ -42,7 +42,9 @@ func UnmountAll(target string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("unmount %s: %w", target, err)
+		// A dead mount (ENOTCONN, ESTALE) cannot be resolved but can still
+		// be unmounted by its path.
+		real = target
 	}
 	if real, err = filepath.Abs(real); err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)

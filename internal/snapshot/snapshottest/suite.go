@@ -295,7 +295,8 @@ func testViewReadOnly(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() 
 func testLayers(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() snapshot.Snapshotter) {
 	l1 := NewLayer(t, Dir("bin"), File("bin/sh", "sh v1", Mode(0o755)), Dir("etc"), File("etc/passwd", "root:x:0:0::/root:/bin/sh\n"))
 	l2 := NewLayer(t, Dir("bin"), File("bin/sh", "sh v2", Mode(0o755)), File("usr/lib/a", "a"))
-	l3 := NewLayer(t, File("usr/lib/b", "b"), File("etc/hosts", "127.0.0.1 localhost\n"))
+	// "./"-prefixed names and a root entry, as `tar -C dir .` (docker import) writes them.
+	l3 := NewLayer(t, Dir(".", Mode(0o700)), File("./usr/lib/b", "b"), File("etc/hosts", "127.0.0.1 localhost\n"), Dir("./opt"), File("./opt/x", "x"))
 	chains := UnpackChain(t, sn, l1, l2, l3)
 	for i, c := range chains {
 		info, err := sn.Stat(ctxT(t), c.String())
@@ -312,6 +313,7 @@ func testLayers(t *testing.T, sn snapshot.Snapshotter, _ string, _ func() snapsh
 	wantFile(t, filepath.Join(v, "etc/hosts"), "127.0.0.1 localhost\n")
 	wantFile(t, filepath.Join(v, "usr/lib/a"), "a")
 	wantFile(t, filepath.Join(v, "usr/lib/b"), "b")
+	wantFile(t, filepath.Join(v, "opt/x"), "x")
 	m := prepareMount(t, sn, "ctr", chains[2].String())
 	wantFile(t, filepath.Join(m, "bin/sh"), "sh v2")
 	wantFile(t, filepath.Join(m, "usr/lib/a"), "a")

@@ -166,6 +166,11 @@ func (s *Snapshotter) recover() error {
 				return nil
 			}
 			known[r.ID] = true
+			if _, err := os.Stat(filepath.Join(s.dir(r.ID), "fs")); err != nil {
+				// Not fixable here (it may be a layer images depend on);
+				// say so instead of failing at the first mount.
+				slog.Warn("snapshot directory is missing", "driver", s.driver.Name(), "name", string(k), "err", err)
+			}
 			return nil
 		})
 		if err != nil {
@@ -415,6 +420,10 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	// What Create made must be durable before the rename that publishes it.
+	if err := fsutil.SyncDir(tmp); err != nil {
 		return fail(err)
 	}
 
