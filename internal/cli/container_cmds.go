@@ -59,8 +59,6 @@ func (c *berthCLI) newStartCommand() *cobra.Command {
 	f.StringVar(&o.detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	f.StringVar(&o.checkpoint, "checkpoint", "", "Restore from this checkpoint")
 	f.StringVar(&o.cpDir, "checkpoint-dir", "", "Use a custom checkpoint storage directory")
-	_ = f.MarkHidden("checkpoint")
-	_ = f.MarkHidden("checkpoint-dir")
 	return cmd
 }
 

@@ -39,6 +39,8 @@ func addCreateFlags(flags *pflag.FlagSet, o *createOptions, verb string) {
 	flags.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
 	// An explicit --help without -h: -h is --hostname here, as in docker.
 	flags.Bool("help", false, "Print usage")
+	// Accepted for compatibility: berth does not verify signatures.
+	flags.Bool("disable-content-trust", true, "Skip image verification")
 }
 
 func validatePullOpt(val string) error {

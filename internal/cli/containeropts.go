@@ -209,8 +209,8 @@ func addContainerFlags(flags *pflag.FlagSet, lookupEnv func(string) (string, boo
 	_ = flags.MarkHidden("dns-opt")
 	flags.Var(&c.dnsSearch, "dns-search", "Set custom DNS search domains")
 	flags.Var(&c.expose, "expose", "Expose a port or a range of ports")
-	flags.IPVar(&c.ipv4Address, "ip", nil, "IPv4 address (e.g., 172.30.100.104)")
-	flags.IPVar(&c.ipv6Address, "ip6", nil, "IPv6 address (e.g., 2001:db8::33)")
+	flags.Var(&ipValue{ip: &c.ipv4Address}, "ip", "IPv4 address (e.g., 172.30.100.104)")
+	flags.Var(&ipValue{ip: &c.ipv6Address}, "ip6", "IPv6 address (e.g., 2001:db8::33)")
 	flags.Var(&c.links, "link", "Add link to another container")
 	flags.Var(&c.linkLocalIPs, "link-local-ip", "Container IPv4/IPv6 link-local addresses")
 	flags.StringVar(&c.macAddress, "mac-address", "", "Container MAC address (e.g., 92:d0:c6:0a:29:33)")
@@ -280,8 +280,33 @@ func addContainerFlags(flags *pflag.FlagSet, lookupEnv func(string) (string, boo
 	flags.StringVar(&c.runtime, "runtime", "", "Runtime to use for this container")
 	flags.BoolVar(&c.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	flags.Var(c.annotations, "annotation", "Add an annotation to the container (passed through to the OCI runtime)")
+	// Accepted for compatibility and ignored: cgroup v2 has no kernel
+	// memory limit, and the API no longer carries one.
+	var kmem opts.MemBytes
+	flags.Var(&kmem, "kernel-memory", "Kernel memory limit")
 	return c
 }
+
+// ipValue is an IP address flag shown as "string" in help, as docker's.
+type ipValue struct{ ip *net.IP }
+
+func (v *ipValue) String() string {
+	if v.ip == nil || *v.ip == nil {
+		return ""
+	}
+	return v.ip.String()
+}
+
+func (v *ipValue) Set(s string) error {
+	ip := net.ParseIP(strings.TrimSpace(s))
+	if ip == nil {
+		return fmt.Errorf("invalid string being converted to IP address: %s", s)
+	}
+	*v.ip = ip
+	return nil
+}
+
+func (v *ipValue) Type() string { return "string" }
 
 // containerConfig is what a create request carries.
 type containerConfig struct {

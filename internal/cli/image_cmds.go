@@ -198,9 +198,8 @@ func (c *berthCLI) displayJSONMessages(in io.Reader, out io.Writer) error {
 }
 
 func (c *berthCLI) newLoadCommand() *cobra.Command {
-	var input string
+	var input, platform string
 	var quiet bool
-	var platforms []string
 	cmd := &cobra.Command{
 		Use:   "load [OPTIONS]",
 		Short: "Load an image from a tar archive or STDIN",
@@ -221,16 +220,10 @@ func (c *berthCLI) newLoadCommand() *cobra.Command {
 				quiet = true
 			}
 			lopts := []client.ImageLoadOption{client.ImageLoadWithQuiet(quiet)}
-			var pls []ocispec.Platform
-			for _, p := range platforms {
-				pl, err := parsePlatform(p)
-				if err != nil {
-					return err
-				}
-				pls = append(pls, *pl)
-			}
-			if len(pls) > 0 {
-				lopts = append(lopts, client.ImageLoadWithPlatforms(pls...))
+			if pl, err := parsePlatform(platform); err != nil {
+				return err
+			} else if pl != nil {
+				lopts = append(lopts, client.ImageLoadWithPlatforms(*pl))
 			}
 			api, err := c.Client()
 			if err != nil {
@@ -248,13 +241,12 @@ func (c *berthCLI) newLoadCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&input, "input", "i", "", "Read from tar archive file, instead of STDIN")
 	f.BoolVarP(&quiet, "quiet", "q", false, "Suppress the load output")
-	f.StringSliceVar(&platforms, "platform", nil, `Load only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
+	f.StringVar(&platform, "platform", "", `Load only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
 	return cmd
 }
 
 func (c *berthCLI) newSaveCommand() *cobra.Command {
-	var output string
-	var platforms []string
+	var output, platform string
 	cmd := &cobra.Command{
 		Use:   "save [OPTIONS] IMAGE [IMAGE...]",
 		Short: "Save one or more images to a tar archive (streamed to STDOUT by default)",
@@ -267,16 +259,10 @@ func (c *berthCLI) newSaveCommand() *cobra.Command {
 				return fmt.Errorf("failed to save image: %w", err)
 			}
 			var sopts []client.ImageSaveOption
-			var pls []ocispec.Platform
-			for _, p := range platforms {
-				pl, err := parsePlatform(p)
-				if err != nil {
-					return err
-				}
-				pls = append(pls, *pl)
-			}
-			if len(pls) > 0 {
-				sopts = append(sopts, client.ImageSaveWithPlatforms(pls...))
+			if pl, err := parsePlatform(platform); err != nil {
+				return err
+			} else if pl != nil {
+				sopts = append(sopts, client.ImageSaveWithPlatforms(*pl))
 			}
 			api, err := c.Client()
 			if err != nil {
@@ -297,7 +283,7 @@ func (c *berthCLI) newSaveCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
-	f.StringSliceVar(&platforms, "platform", nil, `Save only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
+	f.StringVar(&platform, "platform", "", `Save only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
 	return cmd
 }
 
@@ -376,8 +362,8 @@ func (c *berthCLI) newPullCommand() *cobra.Command {
 	f.BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
 	f.BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
 	f.StringVar(&platform, "platform", "", "Set platform if server is multi-platform capable")
+	// Accepted for compatibility: berth does not verify signatures.
 	f.Bool("disable-content-trust", true, "Skip image verification")
-	_ = f.MarkHidden("disable-content-trust")
 	return cmd
 }
 

@@ -276,6 +276,8 @@ func (c *berthCLI) newImageInspectCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", inspectFormatHelp)
-	cmd.Flags().StringVar(&platform, "platform", "", "Inspect a specific platform of the multi-platform image")
+	cmd.Flags().StringVar(&platform, "platform", "", `Inspect a specific platform of the multi-platform image.
+If the image or the server is not multi-platform capable, the command will error out if the platform does not match.
+'os[/arch[/variant]]': Explicit platform (eg. linux/amd64)`)
 	return cmd
 }

@@ -174,5 +174,4 @@ Run '{{.CommandPath}} COMMAND --help' for more information on a command.
 {{- end}}
 `
 
-const helpTemplate = `
-{{if or .Runnable .HasSubCommands}}{{.UsageString}}{{end}}`
+const helpTemplate = `{{if or .Runnable .HasSubCommands}}{{.UsageString}}{{end}}`

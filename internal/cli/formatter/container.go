@@ -11,6 +11,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 const defaultContainerTableFormat = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -229,6 +230,15 @@ func (c *ContainerContext) LocalVolumes() string {
 		}
 	}
 	return strconv.Itoa(n)
+}
+
+// Platform is the platform of the image the container runs, when the
+// daemon reports it.
+func (c *ContainerContext) Platform() *ocispec.Platform {
+	if d := c.c.ImageManifestDescriptor; d != nil {
+		return d.Platform
+	}
+	return nil
 }
 
 // Networks lists the networks the container is attached to.
