@@ -54,6 +54,9 @@ func Run(ctx context.Context, args []string, o Options) int {
 	c := newCLI(o)
 	defer c.close()
 	root := c.newRootCommand(o.Extra...)
+	if args == nil {
+		args = []string{} // cobra would read os.Args for nil
+	}
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -162,8 +165,10 @@ func newCLI(o Options) *berthCLI {
 }
 
 func (c *berthCLI) getenv(k string) string {
-	v, _ := c.lookupEnv(k)
-	return v
+	if v, ok := c.lookupEnv(k); ok {
+		return v
+	}
+	return ""
 }
 
 // resolveHost picks the daemon address: -H, then BERTH_HOST, then

@@ -290,6 +290,7 @@ func (c *berthCLI) newRmCommand() *cobra.Command {
 			errs := parallel(cmd.Context(), args, func(ctx context.Context, id string) error {
 				id = strings.Trim(id, "/")
 				if id == "" {
+					//lint:ignore ST1005 docker's exact message
 					return errors.New("Container name cannot be empty")
 				}
 				_, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{RemoveVolumes: o.volumes, RemoveLinks: o.link, Force: o.force})
@@ -430,9 +431,6 @@ func (c *berthCLI) runLogs(ctx context.Context, o *logsOptions, name string) err
 		_, err = io.Copy(c.out, rc)
 	} else {
 		_, err = stdcopy.StdCopy(c.out, c.err, rc)
-	}
-	if errors.Is(err, context.Canceled) {
-		return nil
 	}
 	return err
 }

@@ -325,3 +325,43 @@ func TestHostSelectionReachesTheDaemon(t *testing.T) {
 		t.Fatalf("run without daemon must be 125, not 127: %s", r)
 	}
 }
+
+// FuzzRunFlagValues feeds arbitrary values to the run flags with their own
+// parsers: parsing must fail cleanly or produce a request, never panic.
+func FuzzRunFlagValues(f *testing.F) {
+	for _, s := range []string{"/a:/b:ro", "8080:80/udp", "/dev/sda:/dev/xvda:rwm", "linux/arm64/v8", "h:1.2.3.4", "/run:size=1m",
+		"7000-7001", "seccomp=unconfined", "published=1,target=2", "type=bind,src=/a,dst=/b", "a:b:c:d", "::", "[::1]:80:80"} {
+		f.Add(s)
+	}
+	flagsToTry := []string{"-v", "-p", "--device", "--mount", "--add-host", "--tmpfs", "--expose", "--security-opt", "--network",
+		"--restart", "--ulimit", "--log-opt", "--storage-opt", "-e", "-l", "--dns", "--cpus", "-m"}
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, fl := range flagsToTry {
+			if fl == "--security-opt" && strings.Contains(v, "seccomp") {
+				continue // a seccomp profile path is read from disk
+			}
+			_, _ = parseRun(t, nil, fl, v, "busybox")
+		}
+		_, _ = parsePlatform(v)
+		_, _, _ = splitVolumeSpec(v)
+		_, _ = parseDevice(v)
+		_ = isCDIName(v)
+	})
+}
+
+func TestParsePlatform(t *testing.T) {
+	for in, want := range map[string]string{"linux": "linux//", "linux/amd64": "linux/amd64/", "Linux/ARM64/v8": "linux/arm64/v8"} {
+		p, err := parsePlatform(in)
+		if err != nil || p.OS+"/"+p.Architecture+"/"+p.Variant != want {
+			t.Errorf("%q: %+v %v", in, p, err)
+		}
+	}
+	for _, in := range []string{"/amd64", "linux//v8", "a/b/c/d"} {
+		if _, err := parsePlatform(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+	if p, err := parsePlatform(""); p != nil || err != nil {
+		t.Errorf("empty: %v %v", p, err)
+	}
+}

@@ -182,12 +182,6 @@ func (f *fakeEngine) addContainer(c *fakeContainer) {
 	f.mu.Unlock()
 }
 
-func (f *fakeEngine) container(id string) *fakeContainer {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ctrs[id]
-}
-
 // containerRoutes serves create/attach/wait/start/inspect/resize/kill for
 // the scripted container c (created under any name).
 func (f *fakeEngine) containerRoutes(c *fakeContainer) {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -121,7 +120,6 @@ func (c *berthCLI) newVersionCommand() *cobra.Command {
 					MinAPIVersion: sv.MinAPIVersion,
 					Os:            sv.Os,
 					Arch:          sv.Arch,
-					Experimental:  sv.Experimental, //nolint:staticcheck // kept for docker's output
 					Components:    sv.Components,
 				}
 				hasEngine := false
@@ -138,7 +136,7 @@ func (c *berthCLI) newVersionCommand() *cobra.Command {
 						Name: "Engine", Version: sv.Version,
 						Details: map[string]string{
 							"ApiVersion": sv.APIVersion, "MinAPIVersion": sv.MinAPIVersion, "Os": sv.Os, "Arch": sv.Arch,
-							"Experimental": strconv.FormatBool(sv.Experimental), //nolint:staticcheck // kept for docker's output
+							"Experimental": "false",
 						},
 					})
 				}
