@@ -10,7 +10,6 @@ package shim
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -219,11 +218,7 @@ func kindError(kind, msg string) error {
 }
 
 func writeRequest(conn *net.UnixConn, req wire.Request) error {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	_, err = conn.Write(append(b, '\n'))
+	_, err := conn.Write(wire.AppendRequest(nil, req))
 	return err
 }
 

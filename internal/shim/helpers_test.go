@@ -54,11 +54,33 @@ func runTests(m *testing.M) int {
 
 func setup(dir string) error {
 	shimBin = filepath.Join(dir, "berth-shim")
+	if prebuilt := os.Getenv("BERTH_SHIM_TEST_BIN"); prebuilt != "" {
+		// A shim built some other way (e.g. with debug tags).
+		b, err := os.ReadFile(prebuilt)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(shimBin, b, 0o755); err != nil {
+			return err
+		}
+	} else if err := buildShim(); err != nil {
+		return err
+	}
+	return makeRootfs(dir)
+}
+
+func buildShim() error {
 	cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", shimBin, "github.com/berth-engine/berth/cmd/berth-shim")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build berth-shim: %v\n%s", err, out)
 	}
+	return nil
+}
+
+// makeRootfs builds the busybox root filesystem the test containers share
+// (read-only).
+func makeRootfs(dir string) error {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		return fmt.Errorf("requires /bin/busybox (apt-get install busybox-static)")
 	}

@@ -6,10 +6,10 @@
 package jsonfile
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
-	"unicode/utf8"
+
+	"github.com/berth-engine/berth/internal/logs/jsonlite"
 )
 
 // MaxLineSize is the largest "log" value of one entry. Longer output lines
@@ -23,88 +23,43 @@ const MaxLineSize = 16 << 10
 // escaped as encoding/json does.
 func AppendEntry(dst []byte, stream string, line []byte, t time.Time) []byte {
 	dst = append(dst, `{"log":`...)
-	dst = appendString(dst, line)
+	dst = jsonlite.AppendBytes(dst, line)
 	dst = append(dst, `,"stream":`...)
-	dst = appendString(dst, []byte(stream))
+	dst = jsonlite.AppendString(dst, stream)
 	dst = append(dst, `,"time":"`...)
 	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, "\"}\n"...)
 	return dst
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string the way encoding/json does with
-// HTML escaping on (docker's jsonlog encoder matches it): invalid UTF-8
-// becomes U+FFFD, U+2028 and U+2029 are escaped.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-// entry is the on-disk shape of one log line.
-type entry struct {
-	Log    string    `json:"log"`
-	Stream string    `json:"stream"`
-	Time   time.Time `json:"time"`
-}
-
 // ParseLine decodes one line of a json-file log (with or without its
 // trailing newline). Lines come from disk and may be damaged; a line that
 // is not a log entry is an error, never a panic.
 func ParseLine(line []byte) (Message, error) {
-	var e entry
-	if err := json.Unmarshal(line, &e); err != nil {
+	var m Message
+	seen := false
+	err := jsonlite.Members(line, func(k string, v jsonlite.Value) error {
+		var err error
+		switch k {
+		case "log":
+			m.Line, err = v.Bytes()
+			seen = true
+		case "stream":
+			m.Stream, err = v.Str()
+			seen = true
+		case "time":
+			var s string
+			if s, err = v.Str(); err == nil {
+				m.Time, err = time.Parse(time.RFC3339Nano, s)
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return Message{}, err
 	}
-	if e.Stream == "" && e.Log == "" {
+	if !seen {
 		return Message{}, errors.New("not a log entry")
 	}
-	return Message{Stream: e.Stream, Line: []byte(e.Log), Time: e.Time}, nil
+	return m, nil
 }

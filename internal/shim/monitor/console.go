@@ -3,7 +3,6 @@ package monitor
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"syscall"
 	"time"
@@ -12,14 +11,10 @@ import (
 
 // listenConsole opens the console socket the runtime sends the pty master
 // over (runc's --console-socket contract).
-func listenConsole(path string) (*net.UnixListener, error) {
+func listenConsole(path string) (*listener, error) {
 	_ = os.Remove(path)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	l, err := listenUnix(path)
 	if err != nil {
-		return nil, fmt.Errorf("console socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return nil, fmt.Errorf("console socket: %w", err)
 	}
 	return l, nil
@@ -28,25 +23,19 @@ func listenConsole(path string) (*net.UnixListener, error) {
 // recvConsole accepts the runtime's connection and receives the pty master
 // as SCM_RIGHTS. The master is set non-blocking so the Go poller can wait
 // on it without a thread.
-func recvConsole(l *net.UnixListener, deadline time.Time) (*os.File, error) {
-	if err := l.SetDeadline(deadline); err != nil {
+func recvConsole(l *listener, deadline time.Time) (*os.File, error) {
+	if err := l.setDeadline(deadline); err != nil {
 		return nil, err
 	}
-	conn, err := l.AcceptUnix()
+	conn, err := l.accept()
 	if err != nil {
 		return nil, fmt.Errorf("console socket: %w", err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(deadline)
-	buf := make([]byte, 4096) // the runtime sends the pty's name as data
-	oob := make([]byte, syscall.CmsgSpace(4*4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	_ = conn.SetReadDeadline(deadline)
+	fd, err := recvFd(conn)
 	if err != nil {
 		return nil, fmt.Errorf("receive console: %w", err)
-	}
-	fd, err := parseRights(oob[:oobn])
-	if err != nil {
-		return nil, err
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		syscall.Close(fd)

@@ -2,10 +2,8 @@ package monitor
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
-	"log/slog"
-	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -15,13 +13,13 @@ import (
 // acceptLoop serves the control socket until it is closed.
 func (m *monitor) acceptLoop() {
 	for {
-		conn, err := m.ln.AcceptUnix()
+		conn, err := m.ln.accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, errListenerClosed) {
 				return
 			}
 			// Out of descriptors, most likely: let some go first.
-			slog.Warn("accept", "err", err)
+			logWarn("accept", "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -31,7 +29,7 @@ func (m *monitor) acceptLoop() {
 
 // handle serves one connection: one request line, one response line; an
 // attach then carries the stream, a wait stays until the exit.
-func (m *monitor) handle(conn *net.UnixConn) {
+func (m *monitor) handle(conn *os.File) {
 	br := bufio.NewReaderSize(conn, 512)
 	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	line, err := readLine(br, wire.MaxLine)
@@ -57,6 +55,8 @@ func (m *monitor) handle(conn *net.UnixConn) {
 	m.busy.Add(1)
 	defer m.busy.Done()
 	defer conn.Close()
+	// A request leaves a little garbage; many make a trim worthwhile.
+	defer m.trim.add(requestGarbage)
 	var resp wire.Response
 	switch req.Op {
 	case wire.OpState:
@@ -96,13 +96,10 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-func reply(conn *net.UnixConn, resp wire.Response) error {
-	b, err := json.Marshal(resp)
-	if err != nil {
-		return err
-	}
+func reply(conn *os.File, resp wire.Response) error {
+	b := wire.AppendResponse(make([]byte, 0, 128), resp)
 	_ = conn.SetWriteDeadline(time.Now().Add(requestTimeout))
-	_, err = conn.Write(append(b, '\n'))
+	_, err := conn.Write(b)
 	_ = conn.SetWriteDeadline(time.Time{})
 	return err
 }
@@ -179,7 +176,7 @@ func (m *monitor) resize(height, width uint16) error {
 
 // wait answers when the container has exited. The connection stays
 // registered until then; reading it notices a client that gives up.
-func (m *monitor) wait(conn *net.UnixConn) {
+func (m *monitor) wait(conn *os.File) {
 	m.mu.Lock()
 	if m.exit != nil {
 		st := *m.exit
@@ -208,7 +205,7 @@ func (m *monitor) wait(conn *net.UnixConn) {
 // attach turns the connection into an attach stream: output (framed for a
 // non-TTY container) from the shim, stdin from the client, until the
 // container's output ends.
-func (m *monitor) attach(conn *net.UnixConn, br *bufio.Reader, opts wire.AttachOptions) {
+func (m *monitor) attach(conn *os.File, br *bufio.Reader, opts wire.AttachOptions) {
 	c := newClient(conn, opts.Stdout, opts.Stderr)
 	// Registered before the handshake: an attach made before start sees
 	// the output from its first byte.
@@ -220,7 +217,7 @@ func (m *monitor) attach(conn *net.UnixConn, br *bufio.Reader, opts wire.AttachO
 			return
 		}
 		// Output has ended already: an empty stream.
-		_ = conn.CloseWrite()
+		_ = closeWrite(conn)
 		drain(br)
 		conn.Close()
 		return

@@ -7,15 +7,11 @@
 package monitor
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,42 +42,14 @@ const (
 // report ({"pid":N} or {"error":"…"}).
 const syncFd = 3
 
-// Run is berth-shim's monitor mode; configPath is <bundle>/shim.json. It
-// returns the process's exit code: 0 once the container has exited and its
-// status is recorded, 1 when it could not be created.
-func Run(configPath string) int {
-	// The sync pipe must not leak into the runtime or the container: its
-	// reader waits for EOF-or-report.
-	syscall.CloseOnExec(syncFd)
-	syncPipe := os.NewFile(syncFd, "sync")
-	cfg, err := loadConfig(configPath)
-	if err != nil {
-		report(syncPipe, wire.SyncMessage{Error: err.Error()})
-		return 1
-	}
-	redirectStderr(filepath.Join(cfg.Bundle, "shim.log"))
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)).With("id", cfg.ID))
-
-	m := &monitor{cfg: cfg, exited: make(chan struct{}), waiters: map[*net.UnixConn]struct{}{}}
-	pid, err := m.create()
-	if err != nil {
-		slog.Error("create container", "err", err)
-		report(syncPipe, wire.SyncMessage{Error: err.Error()})
-		return 1
-	}
-	report(syncPipe, wire.SyncMessage{Pid: pid})
-	syncPipe.Close()
-	return m.serve()
-}
-
 func loadConfig(path string) (wire.Config, error) {
 	var cfg wire.Config
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return cfg, fmt.Errorf("read shim config: %w", err)
 	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return cfg, fmt.Errorf("decode shim config %s: %w", path, err)
+	if cfg, err = wire.ParseConfig(data); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
@@ -93,8 +61,7 @@ func loadConfig(path string) (wire.Config, error) {
 }
 
 func report(f *os.File, m wire.SyncMessage) {
-	b, _ := json.Marshal(m)
-	_, _ = f.Write(append(b, '\n'))
+	_, _ = f.Write(wire.AppendSync(nil, m))
 }
 
 // redirectStderr sends the shim's own stderr (slog, and a Go panic's
@@ -112,7 +79,7 @@ func redirectStderr(path string) {
 type monitor struct {
 	cfg  wire.Config
 	rt   *runtimeCLI
-	ln   *net.UnixListener
+	ln   *listener
 	out  *broadcaster
 	logw *jsonfile.Writer
 	null *os.File
@@ -122,7 +89,7 @@ type monitor struct {
 	console *os.File       // pty master (TTY only)
 	stdin   stdinPipe
 
-	initExit <-chan syscall.WaitStatus
+	waitInit func() syscall.WaitStatus // blocks until the container's init exits
 	oomFile  string
 	oomBase  int64
 
@@ -133,8 +100,9 @@ type monitor struct {
 	initDone bool             // the init was reaped; the exit is being recorded
 	exit     *wire.ExitStatus // set once the exit file is written
 	exited   chan struct{}    // closed with exit
-	waiters  map[*net.UnixConn]struct{}
+	waiters  map[*os.File]struct{}
 	busy     sync.WaitGroup // requests being answered
+	trim     trimmer
 }
 
 // stdinPipe is the shim's end of the container's stdin: a pipe, or the pty
@@ -176,37 +144,20 @@ func (s *stdinPipe) end() {
 	}
 }
 
-// create prepares stdio, runs `<runtime> create`, and returns the pid of
-// the container's init. On failure nothing is left: no container, no
-// socket.
-func (m *monitor) create() (pid int, retErr error) {
+// create prepares stdio, runs `<runtime> create`, and hands the result
+// over for serving. On failure nothing is left: no container, no socket.
+func (m *monitor) create() (h handoff, retErr error) {
 	cfg := &m.cfg
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	m.null = null
 	runtimePath, err := lookPath(cfg.Runtime)
 	if err != nil {
-		return 0, err
+		return h, err
 	}
-	// Orphans of the runtime's create (the container's init) must become
-	// the shim's children, so that the shim can wait for them.
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		return 0, fmt.Errorf("become child subreaper: %w", errno)
+	if err := m.setup(runtimePath); err != nil {
+		return h, err
 	}
-	m.rt = &runtimeCLI{
-		path:    runtimePath,
-		args:    cfg.RuntimeArgs,
-		logPath: filepath.Join(cfg.Bundle, "runtime.log"),
-		id:      cfg.ID,
-		reaper:  newReaper(),
-		null:    null,
-	}
-
 	ln, err := listen(cfg.Socket)
 	if err != nil {
-		return 0, err
+		return h, err
 	}
 	m.ln = ln
 	var cleanups []func()
@@ -215,7 +166,7 @@ func (m *monitor) create() (pid int, retErr error) {
 			for i := len(cleanups) - 1; i >= 0; i-- {
 				cleanups[i]()
 			}
-			ln.Close() // removes the socket
+			ln.close() // removes the socket
 		}
 	}()
 
@@ -223,13 +174,14 @@ func (m *monitor) create() (pid int, retErr error) {
 	if cfg.LogPath != "" {
 		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles})
 		if err != nil {
-			return 0, err
+			return h, err
 		}
 		m.logw = w
 		cleanups = append(cleanups, func() { w.Close() })
 		logOut, logErr = w.Stream("stdout"), w.Stream("stderr")
 	}
 	m.out = newBroadcaster(cfg.Tty, logOut, logErr)
+	m.out.held = true
 
 	pidFile := filepath.Join(cfg.Bundle, "init.pid")
 	_ = os.Remove(pidFile)
@@ -240,43 +192,35 @@ func (m *monitor) create() (pid int, retErr error) {
 		err = m.createPipes(args)
 	}
 	if err != nil {
-		return 0, err
+		return h, err
 	}
 	cleanups = append(cleanups, func() {
 		if err := m.rt.run("delete", "--force", cfg.ID); err != nil {
-			slog.Warn("delete container after failed create", "err", err)
+			logWarn("delete container after failed create", "err", err)
 		}
 	})
-	pid, err = readPidFile(pidFile)
+	pid, err := readPidFile(pidFile)
 	if err != nil {
-		return 0, err
+		return h, err
 	}
-	m.initExit = m.rt.reaper.watch(pid)
-	m.oomFile = oomFile(pid)
-	m.oomBase = readOOMKills(m.oomFile)
-	m.out.release()
-	m.status = wire.StatusCreated
-	m.pid = pid
-	return pid, nil
+	h, err = m.handOff(pid, runtimePath)
+	if err != nil {
+		return h, err
+	}
+	return h, nil
 }
 
 const prSetChildSubreaper = 36
 
 // listen opens the control socket, replacing a stale one but refusing to
 // steal one a live shim still serves.
-func listen(path string) (*net.UnixListener, error) {
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
+func listen(path string) (*listener, error) {
+	if probeUnix(path) {
 		return nil, fmt.Errorf("shim socket %s: already served by another shim", path)
 	}
 	_ = os.Remove(path)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenUnix(path)
 	if err != nil {
-		return nil, fmt.Errorf("shim socket: %w", err)
-	}
-	// Only root may drive the shim.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("shim socket: %w", err)
 	}
 	return ln, nil
@@ -351,7 +295,7 @@ func (m *monitor) createTTY(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer cl.Close() // also removes the socket file
+	defer cl.close() // also removes the socket file
 	type result struct {
 		f   *os.File
 		err error
@@ -379,7 +323,7 @@ func (m *monitor) createTTY(args []string) error {
 		err = fmt.Errorf("OCI runtime create failed: %s", m.rt.failure(logOff, printed, ws))
 	}
 	if err != nil {
-		cl.Close()
+		cl.close()
 		if r := <-got; r.f != nil {
 			r.f.Close()
 		}
@@ -393,7 +337,7 @@ func (m *monitor) createTTY(args []string) error {
 	m.console = r.f
 	if m.cfg.ConsoleHeight > 0 && m.cfg.ConsoleWidth > 0 {
 		if err := setWinsize(m.console, m.cfg.ConsoleHeight, m.cfg.ConsoleWidth); err != nil {
-			slog.Warn("initial console size", "err", err)
+			logWarn("initial console size", "err", err)
 		}
 	}
 	if m.cfg.Stdin {
@@ -411,7 +355,10 @@ func (m *monitor) startCopier(f *os.File, stream int) {
 	m.copying.Add(1)
 	go func() {
 		defer m.copying.Done()
-		copyOutput(f, func(p []byte) { m.out.write(stream, p) })
+		copyOutput(f, func(p []byte) {
+			m.out.write(stream, p)
+			m.trim.add(len(p))
+		})
 	}()
 }
 
@@ -442,11 +389,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 // and returns the shim's exit code.
 func (m *monitor) serve() int {
 	go m.acceptLoop()
-	// Creating the container allocated what an idle shim never needs
-	// again; hand it back now rather than at the scavenger's pace.
-	debug.FreeOSMemory()
-	ws := <-m.initExit
-	m.finish(ws)
+	m.finish(m.waitInit())
 	return 0
 }
 
@@ -459,14 +402,13 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	m.mu.Lock()
 	m.initDone = true
 	m.mu.Unlock()
-	slog.Debug("container exited", "code", code, "signal", sig)
 
 	// Processes outside the container's pid namespace may keep its output
 	// open; they go the way docker's do when its init exits.
 	if !waitTimeout(&m.copying, drainGrace) {
-		slog.Warn("container output still open after its init exited; killing the remaining processes")
+		logWarn("container output still open after its init exited; killing the remaining processes")
 		if err := m.rt.run("kill", "--all", m.cfg.ID, "9"); err != nil {
-			slog.Warn("kill remaining processes", "err", err)
+			logWarn("kill remaining processes", "err", err)
 		}
 		if !waitTimeout(&m.copying, drainGrace) {
 			m.closeOutputs()
@@ -477,20 +419,20 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	clients := m.out.close()
 	if m.logw != nil {
 		if err := m.logw.Close(); err != nil {
-			slog.Warn("container log", "err", err)
+			logWarn("container log", "err", err)
 		}
 		if d := m.logw.Dropped(); d > 0 {
-			slog.Warn("container output dropped: the log could not keep up", "bytes", d)
+			logWarn("container output dropped: the log could not keep up", "bytes", d)
 		}
 	}
 	st.OOMKilled = readOOMKills(m.oomFile) > m.oomBase
 	if err := m.rt.run("delete", "--force", m.cfg.ID); err != nil {
-		slog.Warn("delete container", "err", err)
+		logWarn("delete container", "err", err)
 		st.Error = "runtime delete: " + err.Error()
 	}
 	m.closeOutputs()
 	if err := writeExitFile(m.cfg.ExitFile, st); err != nil {
-		slog.Error("record exit status", "err", err)
+		logError("record exit status", "err", err)
 	}
 
 	m.mu.Lock()
@@ -513,17 +455,14 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 		case <-deadline.C:
 		}
 	}
-	m.ln.Close() // removes the socket: from now on clients read the exit file
+	m.ln.close() // removes the socket: from now on clients read the exit file
 	waitTimeout(&m.busy, clientGrace)
 }
 
 // writeExitFile records st so that a crash at any moment leaves either no
 // file or the whole one: temp file, fsync, rename, fsync of the directory.
 func writeExitFile(path string, st wire.ExitStatus) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
+	data := wire.AppendExitStatus(nil, st)
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -3,8 +3,6 @@ package monitor
 import (
 	"encoding/binary"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -19,7 +17,7 @@ const (
 // Bounds that keep one slow party from costing the container or the shim
 // more than a fixed amount.
 const (
-	readBufSize      = 32 << 10 // one read from the container's stdout/stderr
+	readBufSize      = 16 << 10 // one read from the container's stdout/stderr
 	maxClientPending = 1 << 20  // output queued for one attach client before it is dropped
 	maxHeld          = 64 << 10 // output held while the container is being created
 )
@@ -34,7 +32,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 func copyOutput(f *os.File, emit func([]byte)) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		slog.Error("output stream", "err", err)
+		logError("output stream", "err", err)
 		return
 	}
 	for {
@@ -43,6 +41,10 @@ func copyOutput(f *os.File, emit func([]byte)) {
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
 			if buf == nil {
+				// Borrow a buffer only when there is something to read.
+				if !pollReady(int(fd)) {
+					return false
+				}
 				buf = readBufs.Get().(*[]byte)
 			}
 			for {
@@ -77,7 +79,7 @@ type broadcaster struct {
 	tty bool
 
 	mu      sync.Mutex
-	held    bool // the container is being created: keep output back
+	held    bool // the container is being created: keep output back (see release)
 	heldOut []heldChunk
 	heldLen int
 	log     [3]io.Writer // by stream; nil when there is no log
@@ -91,7 +93,7 @@ type heldChunk struct {
 }
 
 func newBroadcaster(tty bool, stdout, stderr io.Writer) *broadcaster {
-	b := &broadcaster{tty: tty, held: true, clients: map[*client]struct{}{}}
+	b := &broadcaster{tty: tty, clients: map[*client]struct{}{}}
 	b.log[streamStdout] = stdout
 	b.log[streamStderr] = stderr
 	return b
@@ -122,7 +124,7 @@ func (b *broadcaster) distribute(stream int, p []byte) {
 		}
 		if !c.queue(stream, p, b.tty) {
 			delete(b.clients, c)
-			slog.Warn("attach client too slow; dropped it", "pending", maxClientPending)
+			logWarn("attach client too slow; dropped it", "pending", maxClientPending)
 		}
 	}
 }
@@ -190,7 +192,7 @@ func (b *broadcaster) close() []*client {
 // client is one attach connection's output side: a bounded queue and the
 // goroutine that writes it.
 type client struct {
-	conn           *net.UnixConn
+	conn           *os.File
 	stdout, stderr bool
 
 	mu      sync.Mutex
@@ -201,7 +203,7 @@ type client struct {
 	done    chan struct{} // closed when the writer is finished
 }
 
-func newClient(conn *net.UnixConn, stdout, stderr bool) *client {
+func newClient(conn *os.File, stdout, stderr bool) *client {
 	c := &client{conn: conn, stdout: stdout, stderr: stderr, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	return c
@@ -285,5 +287,5 @@ func (c *client) writeLoop() {
 			spare = nil
 		}
 	}
-	_ = c.conn.CloseWrite()
+	_ = closeWrite(c.conn)
 }

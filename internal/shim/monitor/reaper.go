@@ -2,9 +2,11 @@ package monitor
 
 import (
 	"os"
-	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 )
 
 // maxUnclaimed bounds the exit statuses kept for pids nobody asked about
@@ -12,16 +14,27 @@ import (
 // pid was known). The oldest are forgotten first.
 const maxUnclaimed = 128
 
-// reaper is the shim's only caller of wait(2): it reaps every child with
-// wait4(-1) and hands each status to whoever registered the pid. Using one
-// reaper (rather than exec.Cmd.Wait per child) is what lets the shim be a
-// child subreaper without racing runtime invocations against the
-// container's init.
+// sweepInterval is how often orphans re-parented to the shim (processes
+// outside the container's pid namespace whose parent died) are reaped
+// when no known child's exit prompts it.
+const sweepInterval = 30 * time.Second
+
+// sysPidfdOpen is pidfd_open(2) (Linux 5.3; PIDFD_NONBLOCK from 5.10).
+const sysPidfdOpen = 434
+
+// reaper is the shim's only caller of wait(2). Every child it must wait
+// for gets a pidfd, which the Go poller watches like any descriptor: no
+// thread blocks in wait4 and no SIGCHLD handler is installed (os/signal
+// costs two permanent threads, real memory in a process that exists once
+// per container). When a watched child ends, one sweep reaps every exited
+// child with wait4(-1) and hands each status to whoever registered the
+// pid, so runtime invocations and the container's init never race.
 type reaper struct {
 	mu        sync.Mutex
 	waiting   map[int]chan syscall.WaitStatus
 	unclaimed map[int]syscall.WaitStatus
 	order     []int // unclaimed pids, oldest first
+	noPidfd   bool  // the kernel has no pidfd_open: poll instead
 }
 
 func newReaper() *reaper {
@@ -29,20 +42,17 @@ func newReaper() *reaper {
 		waiting:   map[int]chan syscall.WaitStatus{},
 		unclaimed: map[int]syscall.WaitStatus{},
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGCHLD)
-	go func() {
-		for {
-			r.reapAll()
-			<-sigs
-		}
-	}()
+	// A timer, not a goroutine with a ticker: nothing waits in between.
+	var t *time.Timer
+	t = time.AfterFunc(sweepInterval, func() {
+		r.sweep()
+		t.Reset(sweepInterval)
+	})
 	return r
 }
 
-// reapAll collects every exited child. SIGCHLD coalesces, so one signal
-// may stand for many exits.
-func (r *reaper) reapAll() {
+// sweep collects every exited child.
+func (r *reaper) sweep() {
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
@@ -72,36 +82,53 @@ func (r *reaper) dispatch(pid int, ws syscall.WaitStatus) {
 	r.order = append(r.order, pid)
 }
 
+// childEnv is the environment of the runtime: the shim's own, minus what
+// is meant for the shim alone (the GOMAXPROCS=1 its spawner set, the
+// second stage's handoff).
+func childEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") || strings.HasPrefix(kv, stateEnv+"=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 // start forks and execs argv with the given stdio and returns a channel
 // that receives its exit status. The lock is held across the fork so that
-// the reaper cannot see the exit before the pid is registered.
+// a sweep cannot see the exit before the pid is registered.
 func (r *reaper) start(argv []string, stdio [3]*os.File) (int, <-chan syscall.WaitStatus, error) {
 	files := make([]uintptr, 3)
 	for i, f := range stdio {
 		files[i] = f.Fd()
 	}
+	ch := make(chan syscall.WaitStatus, 1)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
 		Dir:   "/",
-		Env:   os.Environ(),
+		Env:   childEnv(),
 		Files: files,
 	})
 	if err != nil {
+		r.mu.Unlock()
 		return 0, nil, err
 	}
-	ch := make(chan syscall.WaitStatus, 1)
 	r.waiting[pid] = ch
+	r.mu.Unlock()
+	r.await(pid)
 	return pid, ch, nil
 }
 
-// watch returns a channel that receives the exit status of pid, a process
-// the shim did not start itself (the container's init, re-parented to the
-// shim when the runtime's create exited).
-func (r *reaper) watch(pid int) <-chan syscall.WaitStatus {
+// watch returns a function that waits for the exit status of pid, a
+// process the shim did not start itself (the container's init,
+// re-parented to the shim when the runtime's create exited). The waiting
+// happens in the caller's goroutine.
+func (r *reaper) watch(pid int) func() syscall.WaitStatus {
 	ch := make(chan syscall.WaitStatus, 1)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if ws, ok := r.unclaimed[pid]; ok {
 		delete(r.unclaimed, pid)
 		for i, p := range r.order {
@@ -110,12 +137,83 @@ func (r *reaper) watch(pid int) <-chan syscall.WaitStatus {
 				break
 			}
 		}
+		r.mu.Unlock()
 		ch <- ws
-		return ch
+		return func() syscall.WaitStatus { return <-ch }
 	}
 	r.waiting[pid] = ch
-	return ch
+	r.mu.Unlock()
+	return func() syscall.WaitStatus {
+		r.awaitExit(pid)
+		return <-ch
+	}
 }
+
+// await sweeps once pid has exited, from a goroutine of its own.
+func (r *reaper) await(pid int) {
+	go r.awaitExit(pid)
+}
+
+// awaitExit blocks until pid has exited, then sweeps. A pidfd turns
+// readable when its process ends; the poller waits for that without a
+// thread.
+func (r *reaper) awaitExit(pid int) {
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		if errno == syscall.ESRCH {
+			// Already reaped by a sweep, which delivered the status.
+			return
+		}
+		r.pollFor(pid)
+		return
+	}
+	f := os.NewFile(fd, "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// The callback is first called before any wait, and catches an
+		// exit that already happened.
+		err = rc.Read(func(fd uintptr) bool { return pollReady(int(fd)) })
+	}
+	if err != nil {
+		r.pollFor(pid)
+		return
+	}
+	r.sweep()
+}
+
+// pollFor is the fallback for kernels without pidfds: sweep every few
+// milliseconds until pid has been reaped.
+func (r *reaper) pollFor(pid int) {
+	for {
+		r.sweep()
+		r.mu.Lock()
+		_, pending := r.waiting[pid]
+		r.mu.Unlock()
+		if !pending {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pollReady polls fd without blocking: true when it is readable or hung
+// up (for a pidfd: the process exited).
+func pollReady(fd int) bool {
+	p := pollFd{fd: int32(fd), events: pollIn}
+	var zero syscall.Timespec
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&p)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	return errno == 0 && n == 1
+}
+
+// pollFd is struct pollfd of poll(2).
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const pollIn = 0x1
 
 // exitCode maps a wait status to the code docker reports: the exit status,
 // or 128+N for a process killed by signal N.

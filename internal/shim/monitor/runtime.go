@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/berth-engine/berth/internal/logs/jsonlite"
 )
 
 // runtimeCLI drives an OCI runtime through runc's command line, the
@@ -128,15 +129,19 @@ func lastRuntimeError(log []byte) string {
 		if len(line) == 0 || line[0] != '{' {
 			continue
 		}
-		var e struct {
-			Level string `json:"level"`
-			Msg   string `json:"msg"`
-		}
-		if json.Unmarshal(line, &e) != nil {
-			continue
-		}
-		if (e.Level == "error" || e.Level == "fatal") && e.Msg != "" {
-			msg = e.Msg
+		var level, m string
+		err := jsonlite.Members(line, func(k string, v jsonlite.Value) error {
+			var err error
+			switch k {
+			case "level":
+				level, err = v.Str()
+			case "msg":
+				m, err = v.Str()
+			}
+			return err
+		})
+		if err == nil && (level == "error" || level == "fatal") && m != "" {
+			msg = m
 		}
 	}
 	return msg

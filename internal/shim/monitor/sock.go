@@ -1,0 +1,135 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The shim's unix sockets are plain descriptors in *os.File: the Go poller
+// serves them like the pipes, and the net package (its initialisation,
+// its resolver) stays out of a process that exists once per container.
+
+// listener is a listening unix socket.
+type listener struct {
+	f      *os.File
+	path   string
+	closed atomic.Bool
+}
+
+// errListenerClosed ends an accept loop.
+var errListenerClosed = errors.New("listener closed")
+
+func listenUnix(path string) (*listener, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("bind %s: %w", path, err)
+	}
+	// Only root may drive the shim.
+	if err := os.Chmod(path, 0o600); err != nil {
+		syscall.Close(fd)
+		os.Remove(path)
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := syscall.Listen(fd, 128); err != nil {
+		syscall.Close(fd)
+		os.Remove(path)
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	return &listener{f: os.NewFile(uintptr(fd), path), path: path}, nil
+}
+
+// accept waits for a connection; after close it returns errListenerClosed.
+func (l *listener) accept() (*os.File, error) {
+	rc, err := l.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	var aerr error
+	err = rc.Read(func(fd uintptr) bool {
+		nfd, _, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		return aerr != syscall.EAGAIN
+	})
+	if l.closed.Load() {
+		if err == nil && aerr == nil {
+			syscall.Close(nfd)
+		}
+		return nil, errListenerClosed
+	}
+	if err == nil {
+		err = aerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), "conn"), nil
+}
+
+// setDeadline bounds a pending or future accept.
+func (l *listener) setDeadline(t time.Time) error { return l.f.SetReadDeadline(t) }
+
+// close stops accepting and removes the socket file.
+func (l *listener) close() {
+	if l.closed.Swap(true) {
+		return
+	}
+	os.Remove(l.path)
+	l.f.Close()
+}
+
+// probeUnix reports whether something accepts connections at path.
+func probeUnix(path string) bool {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+	// EAGAIN: the backlog is full, so someone is listening.
+	return err == nil || err == syscall.EAGAIN
+}
+
+// closeWrite half-closes a connection: the peer reads EOF.
+func closeWrite(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// recvFd receives one message carrying a descriptor (SCM_RIGHTS) and
+// returns the descriptor.
+func recvFd(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	buf := make([]byte, 4096) // the runtime sends the pty's name as data
+	oob := make([]byte, syscall.CmsgSpace(4*4))
+	var oobn int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		_, oobn, _, _, rerr = syscall.Recvmsg(int(fd), buf, oob, syscall.MSG_CMSG_CLOEXEC)
+		return rerr != syscall.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	return parseRights(oob[:oobn])
+}
