@@ -49,7 +49,7 @@ func ParseLine(line []byte) (Message, error) {
 			seen = true
 		case "time":
 			var s string
-			if s, err = v.Str(); err == nil {
+			if s, err = v.Str(); err == nil && v.Kind() != jsonlite.Null {
 				m.Time, err = time.Parse(time.RFC3339Nano, s)
 			}
 		}
