@@ -807,16 +807,24 @@ func (l *loader) commit(ctx context.Context, plans []*imagePlan) (res *LoadResul
 		l.txn.rollback(ctx)
 	}()
 
-	images := make([]*image.Image, 0, len(plans))
-	for _, p := range plans {
+	images := make([]*image.Image, len(plans))
+	for i, p := range plans {
+		// An image that is already here, whole, stays as it is (its blobs
+		// may be compressed ones from a pull): loading it again only tags.
+		if l.intact(ctx, p.id) {
+			continue
+		}
 		img, err := l.commitBlobs(ctx, p)
 		if err != nil {
 			l.storeErr = err
 			return nil, err
 		}
-		images = append(images, img)
+		images[i] = img
 	}
 	for _, img := range images {
+		if img == nil {
+			continue
+		}
 		if _, err := l.is.Get(ctx, img.ID); errdefs.IsNotFound(err) {
 			created = append(created, img.ID)
 		}
@@ -826,7 +834,7 @@ func (l *loader) commit(ctx context.Context, plans []*imagePlan) (res *LoadResul
 		}
 	}
 	res = &LoadResult{}
-	for i, p := range plans {
+	for _, p := range plans {
 		li := LoadedImage{ID: p.id}
 		seen := map[string]bool{}
 		for _, ref := range p.refs {
@@ -839,7 +847,7 @@ func (l *loader) commit(ctx context.Context, plans []*imagePlan) (res *LoadResul
 				l.storeErr = err
 				return nil, err
 			}
-			if err := l.is.AddReference(ctx, ref, images[i].ID); err != nil {
+			if err := l.is.AddReference(ctx, ref, p.id); err != nil {
 				l.storeErr = err
 				return nil, err
 			}
@@ -852,6 +860,28 @@ func (l *loader) commit(ctx context.Context, plans []*imagePlan) (res *LoadResul
 		res.Images = append(res.Images, li)
 	}
 	return res, nil
+}
+
+// intact reports whether the store already has image id with all its
+// blobs.
+func (l *loader) intact(ctx context.Context, id digest.Digest) bool {
+	img, err := l.is.Get(ctx, id)
+	if err != nil {
+		return false
+	}
+	need := []digest.Digest{img.ID}
+	if img.Manifest != "" {
+		need = append(need, img.Manifest)
+	}
+	for _, layer := range img.Layers {
+		need = append(need, layer.Digest)
+	}
+	for _, d := range need {
+		if _, err := l.cs.Info(ctx, d); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // commitBlobs commits one image's layers, config and manifest.

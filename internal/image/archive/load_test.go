@@ -16,6 +16,7 @@ import (
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/image/archive"
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -422,6 +423,19 @@ func badArchives(t *testing.T) []badCase {
 		}
 		return true
 	}), "two entries")
+	add("docker25 unreferenced blob altered", corrupt(d25, func(e *tarEntry) bool {
+		if strings.HasPrefix(e.name, "blobs/sha256/") && bytes.Contains(e.data, []byte(`"created":"1970-01-01T00:00:00Z"`)) {
+			e.data = bytes.Replace(e.data, []byte("1970"), []byte("1971"), 1)
+		}
+		return true
+	}), "digest mismatch")
+	ociOnly := rewriteTar(t, d25, func(e *tarEntry) bool { return e.name != "manifest.json" })
+	add("oci config altered in place", corrupt(ociOnly, func(e *tarEntry) bool {
+		if e.name == "blobs/sha256/"+a.id.Encoded() {
+			e.data = bytes.Replace(e.data, []byte("NAME=a"), []byte("NAME=b"), 1)
+		}
+		return true
+	}), "digest mismatch")
 	win := newFixture(t, "win", [][]byte{rootfs(t, "w")}, "win:1")
 	win.config = bytes.Replace(win.config, []byte(`"os":"linux"`), []byte(`"os":"windows"`), 1)
 	win.id = digest.FromBytes(win.config)
@@ -492,5 +506,74 @@ func TestLoadBusybox(t *testing.T) {
 			t.Errorf("%s: %+v", name, res)
 		}
 		checkImage(t, s, fx)
+	}
+}
+
+// Loading an image that is already here only adds tags: the record (and
+// its compressed blobs from a pull) stay, nothing new is stored. A record
+// whose blobs went missing is repaired.
+func TestLoadExistingImage(t *testing.T) {
+	ctx := context.Background()
+	l0 := rootfs(t, "e")
+	fx := newFixture(t, "e", [][]byte{l0})
+	s := newStores(t)
+	load(t, s, ociLayout(t, ociEntry{fx: fx, compressed: [][]byte{gz(t, l0)}, mediaTypes: []string{ocispec.MediaTypeImageLayerGzip}}))
+	orig, _ := s.is.Get(ctx, fx.id)
+	before := s.state(t)
+
+	fx.tags = []string{"again:1"}
+	res := load(t, s, docker25Save(t, fx))
+	if len(res.Images) != 1 || strings.Join(refNames(res.Images[0]), ",") != "again:1" {
+		t.Fatalf("result %+v", res)
+	}
+	got, _ := s.is.Get(ctx, fx.id)
+	if got.Manifest != orig.Manifest || got.Layers[0].Digest != orig.Layers[0].Digest {
+		t.Errorf("record changed: %+v", got)
+	}
+	if after := s.state(t); fmt.Sprint(after.blobs) != fmt.Sprint(before.blobs) {
+		t.Errorf("blobs changed:\n%v\n%v", before.blobs, after.blobs)
+	}
+
+	// Lose the layer blob: the next load stores the image afresh.
+	if err := s.cs.Delete(ctx, orig.Layers[0].Digest); err != nil {
+		t.Fatal(err)
+	}
+	load(t, s, docker25Save(t, fx))
+	checkImage(t, s, fx, ocispec.MediaTypeImageLayer)
+}
+
+// failingImages fails AddReference for one reference, to exercise the
+// rollback of a load whose input was fine but whose store failed.
+type failingImages struct {
+	image.Store
+	failOn string
+}
+
+func (f failingImages) AddReference(ctx context.Context, ref reference.Named, id digest.Digest) error {
+	if image.FamiliarString(ref) == f.failOn {
+		return errors.New("injected store failure")
+	}
+	return f.Store.AddReference(ctx, ref, id)
+}
+
+func TestLoadRollsBackOnStoreFailure(t *testing.T) {
+	ctx := context.Background()
+	s := newStores(t)
+	old := newFixture(t, "old", [][]byte{rootfs(t, "old")}, "busybox:latest")
+	load(t, s, docker25Save(t, old))
+	before := s.state(t)
+
+	nu := newFixture(t, "new", [][]byte{rootfs(t, "new"), upper(t, "new")}, "busybox:latest", "zzz:1")
+	_, err := archive.Load(ctx, s.cs, failingImages{Store: s.is, failOn: "zzz:1"}, bytes.NewReader(docker25Save(t, nu)))
+	if err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("Load = %v", err)
+	}
+	if errdefs.IsInvalidArgument(err) {
+		t.Errorf("a store failure is reported as bad input: %v", err)
+	}
+	// busybox:latest went back to the old image; the new image and its
+	// blobs are gone.
+	if after := s.state(t); after.String() != before.String() {
+		t.Errorf("stores after a failed load:\nbefore %s\nafter  %s", before, after)
 	}
 }
