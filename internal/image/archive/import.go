@@ -106,7 +106,12 @@ func doImport(ctx context.Context, txn *blobTxn, is image.Store, src io.Reader, 
 		},
 		Config: cfg,
 	}
-	raw, err := json.Marshal(config)
+	// docker also writes the message as the config's top-level comment
+	// (what `docker inspect` shows as .Comment).
+	raw, err := json.Marshal(struct {
+		dockerspec.DockerOCIImage
+		Comment string `json:"comment,omitempty"`
+	}{config, msg})
 	if err != nil {
 		return nil, false, fmt.Errorf("import: %w", err)
 	}

@@ -188,3 +188,33 @@ func TestOpenLayer(t *testing.T) {
 		t.Errorf("OpenLayer of a missing blob = %v", err)
 	}
 }
+
+// The config carries docker's top-level comment, and reads back as the
+// same DockerOCIImage the record holds.
+func TestImportConfigJSON(t *testing.T) {
+	s := newStores(t)
+	img := importTar(t, s, rootfs(t, "json"), archive.ImportOptions{Message: "hello", Changes: []string{"CMD [\"sh\"]"}})
+	raw, err := content.ReadBlob(context.Background(), s.cs, img.ID, image.MaxConfigSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top map[string]any
+	if err := json.Unmarshal(raw, &top); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"created", "architecture", "os", "config", "rootfs", "history"} {
+		if _, ok := top[k]; !ok {
+			t.Errorf("config lacks %q: %s", k, raw)
+		}
+	}
+	if top["comment"] != "hello" {
+		t.Errorf("comment %v", top["comment"])
+	}
+	var back image.Image
+	if err := json.Unmarshal(raw, &back.Config); err != nil {
+		t.Fatal(err)
+	}
+	if back.Config.Config.Cmd[0] != "sh" || back.Config.RootFS.DiffIDs[0] != img.Config.RootFS.DiffIDs[0] || !back.Config.Created.Equal(*img.Config.Created) {
+		t.Errorf("config reads back as %+v", back.Config)
+	}
+}
