@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,10 +211,10 @@ func TestMaxFileOneTruncates(t *testing.T) {
 	}
 }
 
-// A log whose disk does not keep up costs at most MaxBuffer and then drops
-// output; the writer never blocks. A FIFO nobody reads stands in for the
-// stuck disk.
-func TestStuckDiskNeverBlocks(t *testing.T) {
+// stuckLog opens a Writer on a FIFO nobody reads yet: a stand-in for a
+// disk that does not keep up. read drains it.
+func stuckLog(t *testing.T, opts WriterOptions) (w *Writer, read func() int) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "c-json.log")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
@@ -222,39 +223,57 @@ func TestStuckDiskNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	w, err := OpenWriter(path, WriterOptions{MaxBuffer: 16 << 10})
+	t.Cleanup(func() { r.Close() })
+	w, err = OpenWriter(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	syscall.SetNonblock(int(r.Fd()), false) // the reader blocks from now on
+	return w, func() int {
+		b, _ := io.ReadAll(r)
+		return bytes.Count(b, []byte("\n"))
+	}
+}
+
+// By default (docker's blocking mode) a stuck disk makes the writer wait
+// once MaxBuffer is queued, and nothing is lost.
+func TestStuckDiskBackpressure(t *testing.T) {
+	w, read := stuckLog(t, WriterOptions{MaxBuffer: 16 << 10})
+	total := make(chan int)
+	go func() { total <- read() }()
 	s := w.Stream("stdout")
 	line := []byte(strings.Repeat("y", 99) + "\n")
-	for i := 0; i < 5000; i++ { // ~700 KB of entries: far more than the pipe and the buffer hold
+	for i := 0; i < 5000; i++ { // ~700 KB: far more than the FIFO and the buffer hold
 		s.Write(line)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-total; n != 5000 || w.Dropped() != 0 {
+		t.Errorf("read %d entries, dropped %d bytes; want 5000 and 0", n, w.Dropped())
+	}
+}
+
+// NonBlocking (docker's mode=non-blocking): the writer never waits for a
+// stuck disk; what does not fit is dropped.
+func TestStuckDiskNonBlocking(t *testing.T) {
+	w, read := stuckLog(t, WriterOptions{MaxBuffer: 16 << 10, NonBlocking: true})
+	s := w.Stream("stdout")
+	line := []byte(strings.Repeat("y", 99) + "\n")
+	for i := 0; i < 5000; i++ {
+		s.Write(line) // would hang here if it waited for the disk
 	}
 	if w.Dropped() == 0 {
 		t.Error("nothing dropped although the log is stuck")
 	}
-	// Unstick it: Close then finishes.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 64<<10)
-		for {
-			if _, err := r.Read(b); err != nil && !os.IsTimeout(err) && !strings.Contains(err.Error(), "resource temporarily unavailable") {
-				return
-			}
-			select {
-			case <-time.After(time.Millisecond):
-			default:
-			}
-		}
-	}()
+	total := make(chan int)
+	go func() { total <- read() }()
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.Close()
-	<-done
+	if n := <-total; n == 0 || n >= 5000 {
+		t.Errorf("read %d entries", n)
+	}
 }
 
 // writeLog writes entries with given times to path (no rotation).

@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// DefaultMaxBuffer is how many encoded bytes may wait for the disk before a
-// Writer starts dropping output. A container's writes to its stdout pipe
-// must never wait for the log's disk; a bounded queue is the price.
+// DefaultMaxBuffer is how many encoded bytes may wait for the disk before
+// a Writer pushes back on (or, non-blocking, drops) output: a disk that
+// stalls for a moment does not stall the container, and the memory this
+// costs is bounded.
 const DefaultMaxBuffer = 1 << 20
 
 // WriterOptions configures rotation and buffering.
@@ -26,12 +27,18 @@ type WriterOptions struct {
 	// MaxBuffer bounds the bytes queued for the disk; 0 means
 	// DefaultMaxBuffer.
 	MaxBuffer int
+	// NonBlocking drops output when the queue is full instead of making
+	// the writer wait, like docker's --log-opt mode=non-blocking. By
+	// default (docker's "blocking" mode) nothing is lost: a writer waits
+	// for room, which slows the container to the disk's pace.
+	NonBlocking bool
 }
 
 // Writer appends log entries to a json-file log, rotating it. Entries are
 // encoded by the caller's goroutine into a bounded queue and written by a
 // short-lived flusher goroutine, so a slow disk costs memory up to
-// MaxBuffer, then dropped output, but never blocks the writer.
+// MaxBuffer before the writer has to wait (or, NonBlocking, output is
+// dropped).
 type Writer struct {
 	path string
 	opts WriterOptions
@@ -41,6 +48,7 @@ type Writer struct {
 	spare    []byte
 	flushing bool          // a flusher goroutine runs
 	idle     chan struct{} // closed when the running flusher ends; nil when none
+	space    sync.Cond     // signalled when the flusher takes the queue
 	closed   bool
 	dropped  int64
 	err      error
@@ -68,7 +76,9 @@ func OpenWriter(path string, opts WriterOptions) (*Writer, error) {
 		f.Close()
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	return &Writer{path: path, opts: opts, f: f, size: fi.Size()}, nil
+	w := &Writer{path: path, opts: opts, f: f, size: fi.Size()}
+	w.space.L = &w.mu
+	return w, nil
 }
 
 // Stream returns a writer for one output stream ("stdout" or "stderr")
@@ -91,11 +101,15 @@ func (w *Writer) Dropped() int64 {
 	return w.dropped
 }
 
-// WriteEntry queues one entry as is (no splitting). It never blocks on the
-// disk; it reports false when the entry was dropped.
+// WriteEntry queues one entry as is (no splitting). It waits while the
+// queue is full (unless NonBlocking); it reports false when the entry was
+// dropped.
 func (w *Writer) WriteEntry(stream string, line []byte, t time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for !w.opts.NonBlocking && !w.closed && len(w.queue) >= w.opts.MaxBuffer {
+		w.space.Wait()
+	}
 	if w.closed || len(w.queue) >= w.opts.MaxBuffer {
 		w.dropped += int64(len(line))
 		return false
@@ -122,6 +136,7 @@ func (w *Writer) flush(idle chan struct{}) {
 		}
 		w.queue = w.spare[:0]
 		w.spare = nil
+		w.space.Broadcast()
 		w.mu.Unlock()
 
 		err := w.writeBatch(batch)
@@ -256,6 +271,7 @@ func (w *Writer) Close() error {
 	}
 	w.mu.Lock()
 	w.closed = true
+	w.space.Broadcast()
 	w.mu.Unlock()
 	w.Sync()
 	w.mu.Lock()
@@ -279,8 +295,8 @@ type Stream struct {
 	t       time.Time // when the first byte of partial arrived
 }
 
-// Write logs p. It never blocks on the disk and never fails: output that
-// does not fit the Writer's queue is counted in Dropped.
+// Write logs p. It never fails; it waits while the Writer's queue is full
+// (NonBlocking: output that does not fit is counted in Dropped).
 func (s *Stream) Write(p []byte) (int, error) {
 	n := len(p)
 	now := time.Now()

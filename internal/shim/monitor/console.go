@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -44,31 +45,27 @@ func recvConsole(l *listener, deadline time.Time) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "console"), nil
 }
 
-// parseRights takes the single descriptor out of a control message,
-// closing any extra ones a confused sender passed.
-func parseRights(oob []byte) (int, error) {
+// parseRights extracts the descriptors of SCM_RIGHTS control messages.
+func parseRights(oob []byte) ([]int, error) {
 	msgs, err := syscall.ParseSocketControlMessage(oob)
 	if err != nil {
-		return -1, fmt.Errorf("receive console: %w", err)
+		return nil, fmt.Errorf("receive console: %w", err)
 	}
-	fd := -1
-	for i := range msgs {
-		fds, err := syscall.ParseUnixRights(&msgs[i])
-		if err != nil {
+	var fds []int
+	for _, m := range msgs {
+		// Not syscall.ParseUnixRights: it panics on a payload that is not
+		// a multiple of four bytes (found by FuzzParseRights).
+		if m.Header.Level != syscall.SOL_SOCKET || m.Header.Type != syscall.SCM_RIGHTS {
 			continue
 		}
-		for _, f := range fds {
-			if fd < 0 {
-				fd = f
-			} else {
-				syscall.Close(f)
-			}
+		for i := 0; i+4 <= len(m.Data); i += 4 {
+			fds = append(fds, int(int32(binary.NativeEndian.Uint32(m.Data[i:]))))
 		}
 	}
-	if fd < 0 {
-		return -1, errors.New("receive console: no file descriptor in the message")
+	if len(fds) == 0 {
+		return nil, errors.New("receive console: no file descriptor in the message")
 	}
-	return fd, nil
+	return fds, nil
 }
 
 type winsize struct {

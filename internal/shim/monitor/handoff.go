@@ -258,7 +258,7 @@ func resume(cfg wire.Config, h handoff, syncPipe *os.File) int {
 	m.ln = &listener{f: os.NewFile(uintptr(h.Listener), cfg.Socket), path: cfg.Socket}
 	var logOut, logErr io.Writer
 	if cfg.LogPath != "" {
-		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles})
+		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles, NonBlocking: cfg.LogNonBlocking})
 		if err != nil {
 			return fail(err)
 		}

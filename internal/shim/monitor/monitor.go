@@ -172,7 +172,7 @@ func (m *monitor) create() (h handoff, retErr error) {
 
 	var logOut, logErr io.Writer
 	if cfg.LogPath != "" {
-		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles})
+		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles, NonBlocking: cfg.LogNonBlocking})
 		if err != nil {
 			return h, err
 		}

@@ -18,7 +18,7 @@ const (
 // more than a fixed amount.
 const (
 	readBufSize      = 16 << 10 // one read from the container's stdout/stderr
-	maxClientPending = 1 << 20  // output queued for one attach client before it is dropped
+	maxClientPending = 4 << 20  // output queued for one attach client before it is dropped
 	maxHeld          = 64 << 10 // output held while the container is being created
 )
 
@@ -99,25 +99,38 @@ func newBroadcaster(tty bool, stdout, stderr io.Writer) *broadcaster {
 	return b
 }
 
-// write distributes one chunk of output.
+// write distributes one chunk of output. The log comes first, outside the
+// lock: when the log's queue is full it holds back this stream's copier,
+// and with it the container (docker's blocking mode), but never the
+// control path or the other stream's clients.
 func (b *broadcaster) write(stream int, p []byte) {
 	if b.tty {
 		stream = streamStdout // docker logs a TTY's output as stdout
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.held && b.heldLen+len(p) <= maxHeld {
 		b.heldOut = append(b.heldOut, heldChunk{stream, append([]byte(nil), p...)})
 		b.heldLen += len(p)
+		b.mu.Unlock()
 		return
 	}
-	b.distribute(stream, p)
+	b.mu.Unlock()
+	if w := b.log[stream]; w != nil {
+		_, _ = w.Write(p)
+	}
+	b.mu.Lock()
+	b.toClients(stream, p)
+	b.mu.Unlock()
 }
 
 func (b *broadcaster) distribute(stream int, p []byte) {
 	if w := b.log[stream]; w != nil {
 		_, _ = w.Write(p)
 	}
+	b.toClients(stream, p)
+}
+
+func (b *broadcaster) toClients(stream int, p []byte) {
 	for c := range b.clients {
 		if !c.wants(stream) {
 			continue

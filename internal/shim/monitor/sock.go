@@ -131,5 +131,13 @@ func recvFd(f *os.File) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return parseRights(oob[:oobn])
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return -1, err
+	}
+	// One was expected; close any extra a confused sender passed.
+	for _, fd := range fds[1:] {
+		syscall.Close(fd)
+	}
+	return fds[0], nil
 }

@@ -20,6 +20,7 @@ func AppendConfig(dst []byte, c Config) []byte {
 	w.String("id", c.ID).String("bundle", c.Bundle).String("runtime", c.Runtime)
 	w.Strings("runtime_args", c.RuntimeArgs).String("socket", c.Socket).String("exit_file", c.ExitFile)
 	w.String("log_path", c.LogPath).Int("log_max_size", c.LogMaxSize).Int("log_max_files", int64(c.LogMaxFiles))
+	w.Bool("log_non_blocking", c.LogNonBlocking)
 	w.Bool("stdin", c.Stdin).Bool("stdin_once", c.StdinOnce).Bool("tty", c.Tty)
 	w.Int("console_height", int64(c.ConsoleHeight)).Int("console_width", int64(c.ConsoleWidth))
 	return w.End()
@@ -54,6 +55,8 @@ func ParseConfig(data []byte) (Config, error) {
 			c.LogMaxSize, err = v.Int()
 		case "log_max_files":
 			c.LogMaxFiles, err = intIn(v, 0, 1<<20)
+		case "log_non_blocking":
+			c.LogNonBlocking, err = v.Bool()
 		case "stdin":
 			c.Stdin, err = v.Bool()
 		case "stdin_once":

@@ -22,10 +22,13 @@ type Config struct {
 	ExitFile    string   // where the exit status is recorded (atomically)
 	LogPath     string   // json-file log path; "" = no log (--log-driver none)
 	LogMaxSize  int64    // bytes; 0 = unlimited
-	LogMaxFiles int
-	Stdin       bool // OpenStdin: keep a stdin pipe to the container
-	StdinOnce   bool // close the container's stdin when the first stdin-attached client ends its input
-	Tty         bool
+	LogMaxFiles int      // ≥ 1
+	// LogNonBlocking drops output the log cannot take in time instead of
+	// slowing the container (docker's --log-opt mode=non-blocking).
+	LogNonBlocking bool
+	Stdin          bool // OpenStdin: keep a stdin pipe to the container
+	StdinOnce      bool // close the container's stdin when the first stdin-attached client ends its input
+	Tty            bool
 	// ConsoleHeight and ConsoleWidth are the initial pty size.
 	ConsoleHeight uint16
 	ConsoleWidth  uint16
