@@ -34,7 +34,6 @@ type reaper struct {
 	waiting   map[int]chan syscall.WaitStatus
 	unclaimed map[int]syscall.WaitStatus
 	order     []int // unclaimed pids, oldest first
-	noPidfd   bool  // the kernel has no pidfd_open: poll instead
 }
 
 func newReaper() *reaper {
