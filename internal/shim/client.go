@@ -139,7 +139,6 @@ func (c *Client) Attach(ctx context.Context, opts AttachOptions) (net.Conn, erro
 		conn.Close()
 		return nil, ctx.Err()
 	}
-	_ = conn.SetDeadline(time.Time{})
 	return conn, nil
 }
 
@@ -173,10 +172,8 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, func() bool, error) {
 		return nil, nil, fmt.Errorf("shim %s: %w: %v", c.socket, errdefs.ErrUnavailable, err)
 	}
 	conn := nc.(*net.UnixConn)
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	// Cancelling ctx unblocks whatever the call is waiting for.
+	// The end of ctx (cancel or deadline) unblocks whatever the call is
+	// waiting for; by then ctx.Err() tells why.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	return conn, stop, nil
 }

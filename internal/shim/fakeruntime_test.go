@@ -250,6 +250,31 @@ func TestInitModeOnHost(t *testing.T) {
 			t.Errorf("berth-shim %v exited %d, want %d", tc.args, code, tc.code)
 		}
 	}
+	// Init runs itself with GOMAXPROCS=1 (a re-exec); the command gets
+	// the environment init was given.
+	for _, env := range []string{"", "7"} {
+		cmd := exec.Command(shimBin, "init", "--", "sh", "-c", `echo "${GOMAXPROCS-unset} $(tr '\0' '\n' < /proc/$PPID/environ | grep -c '^GOMAXPROCS=1$')"`)
+		cmd.Env = withoutGOMAXPROCS(os.Environ())
+		want := "unset 1\n"
+		if env != "" {
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+env)
+			want = env + " 1\n"
+		}
+		out, err := cmd.Output()
+		if err != nil || string(out) != want {
+			t.Errorf("GOMAXPROCS=%q: command saw %q (%v), want %q", env, out, err, want)
+		}
+	}
+}
+
+func withoutGOMAXPROCS(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func TestUnknownContainerKill(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -65,8 +66,63 @@ var notForwarded = map[os.Signal]bool{
 	syscall.SIGABRT: true, syscall.SIGTRAP: true, syscall.SIGSYS: true,
 }
 
+// leanEnv marks init re-executed with GOMAXPROCS=1; its value is the
+// command's own GOMAXPROCS after a "=" (empty when it had none), restored
+// for it.
+const leanEnv = "BERTH_INIT_GOMAXPROCS"
+
+// reexecLean makes init run with one P from the start: the Go runtime
+// sizes per-P state before main can lower GOMAXPROCS, and a container's
+// init is paid once per container (measured: ~0.86 → ~0.70 MiB PSS). It
+// returns only if the exec failed or was already done.
+func reexecLean() {
+	if _, done := os.LookupEnv(leanEnv); done {
+		return
+	}
+	orig := ""
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		orig = "=" + v
+	}
+	env := append(withoutEnv(os.Environ(), "GOMAXPROCS"), "GOMAXPROCS=1", leanEnv+"="+orig)
+	// The binary's own path rather than /proc/self/exe, so that the
+	// process keeps its name (comm) for ps and top.
+	if exe, err := os.Executable(); err == nil {
+		_ = syscall.Exec(exe, os.Args, env)
+	}
+	_ = syscall.Exec("/proc/self/exe", os.Args, env)
+}
+
+// commandEnv is the environment the command gets: init's own, without
+// what init set for itself.
+func commandEnv() []string {
+	orig, lean := os.LookupEnv(leanEnv)
+	if !lean {
+		return os.Environ()
+	}
+	env := withoutEnv(withoutEnv(os.Environ(), leanEnv), "GOMAXPROCS")
+	if strings.HasPrefix(orig, "=") {
+		env = append(env, "GOMAXPROCS"+orig)
+	}
+	return env
+}
+
+func withoutEnv(env []string, name string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Main runs the command and returns the exit code init should exit with.
 func Main(opts Options) int {
+	reexecLean()
+	// Init allocates next to nothing once the command runs: no GC cycle
+	// (and its working set) unless memory actually grows.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(8 << 20)
 	// Every signal is caught rather than ignored: caught signals are reset
 	// to their defaults in the child, ignored ones would stay ignored.
 	sigs := make(chan os.Signal, 64)
@@ -82,7 +138,7 @@ func Main(opts Options) int {
 	}
 	tty := isTerminal(0)
 	pid, err := syscall.ForkExec(path, opts.Args, &syscall.ProcAttr{
-		Env:   os.Environ(),
+		Env:   commandEnv(),
 		Files: []uintptr{0, 1, 2},
 		Sys: &syscall.SysProcAttr{
 			Setpgid: true,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berth-engine/berth/internal/shim/wire"
@@ -52,8 +53,11 @@ func (m *monitor) handle(conn *os.File) {
 		m.attach(conn, br, req.AttachOptions)
 		return
 	}
-	m.busy.Add(1)
-	defer m.busy.Done()
+	if !m.busy.enter() {
+		conn.Close() // the shim is exiting
+		return
+	}
+	defer m.busy.leave()
 	defer conn.Close()
 	// A request leaves a little garbage; many make a trim worthwhile.
 	defer m.trim.add(requestGarbage)
@@ -76,6 +80,54 @@ func (m *monitor) handle(conn *os.File) {
 		}
 	}
 	_ = reply(conn, resp)
+}
+
+// inflight counts requests being answered, so that an exiting shim lets
+// them finish, and refuses new ones once it has started waiting.
+type inflight struct {
+	mu      sync.Mutex
+	n       int
+	closing bool
+	idle    chan struct{} // closed when n drops to zero while closing
+}
+
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// drain refuses new requests and waits up to d for the current ones.
+func (f *inflight) drain(d time.Duration) {
+	f.mu.Lock()
+	f.closing = true
+	if f.n == 0 {
+		f.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	f.idle = idle
+	f.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
 }
 
 // readLine reads up to and including '\n', at most max bytes.

@@ -140,6 +140,11 @@ func Run(configPath string) int {
 	env := append(childEnv(), stateEnv+"="+string(data), "GOMAXPROCS=1")
 	err = errors.New(noReexecEnv + " is set")
 	if os.Getenv(noReexecEnv) == "" {
+		// The binary's own path rather than /proc/self/exe, so that the
+		// process keeps its name (comm) for ps and top.
+		if exe, xerr := os.Executable(); xerr == nil {
+			err = syscall.Exec(exe, os.Args, env)
+		}
 		err = syscall.Exec("/proc/self/exe", os.Args, env)
 	}
 	syscall.CloseOnExec(syncFd)
@@ -148,7 +153,7 @@ func Run(configPath string) int {
 }
 
 func newMonitor(cfg wire.Config) *monitor {
-	return &monitor{cfg: cfg, exited: make(chan struct{}), waiters: map[*os.File]struct{}{}}
+	return &monitor{cfg: cfg, waiters: map[*os.File]struct{}{}}
 }
 
 // setup prepares what both stages need: the subreaper bit, /dev/null for

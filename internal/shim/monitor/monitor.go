@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,8 +65,8 @@ func report(f *os.File, m wire.SyncMessage) {
 	_, _ = f.Write(wire.AppendSync(nil, m))
 }
 
-// redirectStderr sends the shim's own stderr (slog, and a Go panic's
-// trace) to a file in the bundle; the spawner gave it /dev/null.
+// redirectStderr sends the shim's own stderr (its log lines, and a Go
+// panic's trace) to a file in the bundle; the spawner gave it /dev/null.
 func redirectStderr(path string) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -86,6 +87,7 @@ type monitor struct {
 
 	outputs []*os.File     // what the copiers read: the stdout and stderr pipes, or the pty master
 	copying sync.WaitGroup // the copiers
+	copied  atomic.Int64   // bytes the copiers have read: progress while draining
 	console *os.File       // pty master (TTY only)
 	stdin   stdinPipe
 
@@ -99,9 +101,8 @@ type monitor struct {
 	starting bool
 	initDone bool             // the init was reaped; the exit is being recorded
 	exit     *wire.ExitStatus // set once the exit file is written
-	exited   chan struct{}    // closed with exit
 	waiters  map[*os.File]struct{}
-	busy     sync.WaitGroup // requests being answered
+	busy     inflight // requests being answered
 	trim     trimmer
 }
 
@@ -356,6 +357,7 @@ func (m *monitor) startCopier(f *os.File, stream int) {
 	go func() {
 		defer m.copying.Done()
 		copyOutput(f, func(p []byte) {
+			m.copied.Add(int64(len(p)))
 			m.out.write(stream, p)
 			m.trim.add(len(p))
 		})
@@ -385,6 +387,20 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
+// drain waits for the copiers to reach EOF as long as they make progress;
+// it gives up after drainGrace without any.
+func (m *monitor) drain() bool {
+	for {
+		before := m.copied.Load()
+		if waitTimeout(&m.copying, drainGrace) {
+			return true
+		}
+		if m.copied.Load() == before {
+			return false
+		}
+	}
+}
+
 // serve answers clients until the container exits, then records the exit
 // and returns the shim's exit code.
 func (m *monitor) serve() int {
@@ -404,13 +420,15 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	m.mu.Unlock()
 
 	// Processes outside the container's pid namespace may keep its output
-	// open; they go the way docker's do when its init exits.
-	if !waitTimeout(&m.copying, drainGrace) {
+	// open; they go the way docker's do when its init exits. Output that
+	// is still flowing (a backlog the log takes in at the disk's pace) is
+	// not cut short.
+	if !m.drain() {
 		logWarn("container output still open after its init exited; killing the remaining processes")
 		if err := m.rt.run("kill", "--all", m.cfg.ID, "9"); err != nil {
 			logWarn("kill remaining processes", "err", err)
 		}
-		if !waitTimeout(&m.copying, drainGrace) {
+		if !m.drain() {
 			m.closeOutputs()
 			m.copying.Wait()
 		}
@@ -438,7 +456,6 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	m.mu.Lock()
 	m.exit = &st
 	m.status = wire.StatusStopped
-	close(m.exited)
 	waiters := m.waiters
 	m.waiters = nil
 	m.mu.Unlock()
@@ -456,7 +473,7 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 		}
 	}
 	m.ln.close() // removes the socket: from now on clients read the exit file
-	waitTimeout(&m.busy, clientGrace)
+	m.busy.drain(clientGrace)
 }
 
 // writeExitFile records st so that a crash at any moment leaves either no

@@ -102,6 +102,8 @@ func childEnv() []string {
 func (r *reaper) start(argv []string, stdio [3]*os.File) (int, <-chan syscall.WaitStatus, error) {
 	files := make([]uintptr, 3)
 	for i, f := range stdio {
+		// Fd also puts the descriptor in blocking mode: what the runtime
+		// (and, through it, the container) must get.
 		files[i] = f.Fd()
 	}
 	ch := make(chan syscall.WaitStatus, 1)
