@@ -143,7 +143,7 @@ func Run(configPath string) int {
 		// The binary's own path rather than /proc/self/exe, so that the
 		// process keeps its name (comm) for ps and top.
 		if exe, xerr := os.Executable(); xerr == nil {
-			err = syscall.Exec(exe, os.Args, env)
+			_ = syscall.Exec(exe, os.Args, env)
 		}
 		err = syscall.Exec("/proc/self/exe", os.Args, env)
 	}
