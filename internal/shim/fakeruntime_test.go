@@ -101,7 +101,8 @@ func TestRuntimeStartError(t *testing.T) {
 case $cmd in
 create) sleep 1000 </dev/null >/dev/null 2>&1 &
         echo $! > $pidfile; echo $! > $state/pid; exit 0 ;;
-start)  echo '{"level":"error","msg":"fake start failed: permission denied","time":"2024-05-01T10:00:00Z"}' >> $log; exit 1 ;;
+start)  ls -l /proc/$$/fd/ > $state/start-fds
+        echo '{"level":"error","msg":"fake start failed: permission denied","time":"2024-05-01T10:00:00Z"}' >> $log; exit 1 ;;
 kill)   kill -9 $(cat $state/pid); exit 0 ;;
 delete) kill -9 $(cat $state/pid) 2>/dev/null; exit 0 ;;
 esac
@@ -116,6 +117,12 @@ exit 0`)
 	}
 	if st, err := client.State(ctx); err != nil || st.Status != shim.StatusCreated {
 		t.Fatalf("State after a failed start = %+v, %v", st, err)
+	}
+	// The runtime gets its stdio and nothing else of the shim's: no
+	// socket, no pipe of the container's.
+	fds, _ := os.ReadFile(filepath.Join(filepath.Dir(rt), "start-fds"))
+	if bytes.Contains(fds, []byte("socket:")) || bytes.Count(fds, []byte("pipe:")) > 0 {
+		t.Errorf("descriptors leaked into the runtime:\n%s", fds)
 	}
 	if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 		t.Fatalf("Kill: %v", err)

@@ -127,6 +127,7 @@ func Run(configPath string) int {
 		return resume(cfg, h, syncPipe)
 	}
 
+	closeInherited()
 	m := newMonitor(cfg)
 	h, err := m.create()
 	if err != nil {
@@ -256,6 +257,13 @@ func resume(cfg wire.Config, h handoff, syncPipe *os.File) int {
 		os.Remove(cfg.Socket)
 		report(syncPipe, wire.SyncMessage{Error: err.Error()})
 		return 1
+	}
+	// The copies came without close-on-exec, to survive the exec; they
+	// must not leak into the runtime's processes.
+	for _, fd := range []int{h.Listener, h.Stdout, h.Stderr, h.Stdin} {
+		if fd >= 0 {
+			syscall.CloseOnExec(fd)
+		}
 	}
 	if err := m.setup(h.Runtime); err != nil {
 		return fail(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -140,4 +141,27 @@ func recvFd(f *os.File) (int, error) {
 		syscall.Close(fd)
 	}
 	return fds[0], nil
+}
+
+// closeInherited closes the descriptors above the sync pipe that the shim
+// inherited without close-on-exec from whoever started it: they would
+// otherwise leak into every runtime process, and a long-lived shim would
+// keep its spawner's pipes open (a caller waiting for EOF on one would
+// wait for the container). The Go runtime's own descriptors always have
+// close-on-exec, so none of them is touched.
+func closeInherited() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= syncFd {
+			continue
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+		if errno == 0 && flags&syscall.FD_CLOEXEC == 0 {
+			syscall.Close(fd)
+		}
+	}
 }
