@@ -611,3 +611,30 @@ func TestSpawnRejectsBadConfig(t *testing.T) {
 		t.Errorf("Spawn with a long socket path: %v, want invalid argument", err)
 	}
 }
+
+// With a TTY, init puts the command in the terminal's foreground process
+// group (as tini does), so that ^C reaches it.
+func TestInitWithTTY(t *testing.T) {
+	// /proc/PID/stat: field 5 is the process group, field 8 the
+	// terminal's foreground group.
+	script := `stty size; set -- $(cut -d' ' -f5,8 /proc/$$/stat); [ "$1" = "$2" ] && echo foreground; exit 6`
+	c := newContainer(t, spec{args: []string{"/sbin/docker-init", "--", "sh", "-c", script}, init: true, tty: true, height: 21, width: 77})
+	ctx := testCtx(t)
+	client, _ := c.spawn(ctx)
+	conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := readStream(conn)
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := string(s.all(t))
+	if !strings.Contains(out, "21 77") || !strings.Contains(out, "foreground") {
+		t.Errorf("output %q: want the size and the command in the foreground group", out)
+	}
+	if st, err := client.Wait(ctx); err != nil || st.Code != 6 {
+		t.Errorf("Wait = %+v, %v", st, err)
+	}
+}
