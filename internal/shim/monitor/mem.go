@@ -15,8 +15,9 @@ import (
 // actually grows (a burst of output), and an idle shim never builds the
 // GC's working set. After a burst, the trimmer hands the garbage back.
 const (
-	// memLimit is the soft limit the GC works to once it is needed.
-	memLimit = 16 << 20
+	// memLimit is the soft limit the GC works to once it is needed; it
+	// leaves room for the log queue and a few attach clients' queues.
+	memLimit = 32 << 20
 	// trimAfter is how much output (a proxy for garbage: every chunk is
 	// copied into the log queue and the attach queues) makes a quiet
 	// spell worth a collection.
