@@ -213,8 +213,10 @@ func (f *fakeEngine) containerRoutes(c *fakeContainer) {
 		if c.tty {
 			ctype = "application/vnd.docker.raw-stream"
 		}
-		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ctype)
+		// Registered before the upgrade is answered: the CLI starts the
+		// container as soon as it sees the 101.
 		c.attached <- conn
+		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ctype)
 	})
 	f.handle("POST", `/containers/([^/]+)/wait`, func(w http.ResponseWriter, r *http.Request, m []string) {
 		if m[1] != c.id {
