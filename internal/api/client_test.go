@@ -684,4 +684,3 @@ func TestClientTooOldVersion(t *testing.T) {
 		t.Errorf("old client: %v", err)
 	}
 }
-

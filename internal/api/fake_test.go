@@ -524,10 +524,15 @@ func (f *fakeImages) Import(ctx context.Context, src io.Reader, opts ImportOptio
 	name := ""
 	if opts.Repo != "" {
 		tag := opts.Tag
-		if tag == "" {
-			tag = "latest"
+		last := opts.Repo[strings.LastIndex(opts.Repo, "/")+1:]
+		switch {
+		case tag == "" && strings.Contains(last, ":"):
+			name = opts.Repo // "repo:tag" in one parameter
+		case tag == "":
+			name = opts.Repo + ":latest"
+		default:
+			name = opts.Repo + ":" + tag
 		}
-		name = opts.Repo + ":" + tag
 	}
 	return f.add(name, content), nil
 }

@@ -128,10 +128,9 @@ func parseUnixTimestamp(v string) (sec, nsec int64, ok bool) {
 	if frac == "" || len(frac) > 9 || !allDigits(frac) {
 		return 0, 0, false
 	}
+	// As in docker's timetypes.ParseTimestamps, the fraction is added
+	// to the (possibly negative) seconds: "-2.5" is -1.5 s.
 	n, _ := strconv.ParseInt(frac+strings.Repeat("0", 9-len(frac)), 10, 64)
-	if strings.HasPrefix(s, "-") {
-		n = -n
-	}
 	return sec, n, true
 }
 
@@ -178,10 +177,16 @@ func checkForJSON(r *http.Request) error {
 // decodeJSON decodes one JSON value from r into v. Unknown fields are
 // ignored (newer clients send fields berth does not know yet); trailing
 // content, syntax and type errors are InvalidArgument errors that say what
-// is wrong.
-func decodeJSON(r io.Reader, v any) error {
+// is wrong. trimField is a prefix of Go field paths that has no JSON key of
+// its own (the embedded "Config." of container.CreateRequest), removed so
+// that messages name fields as the client wrote them.
+func decodeJSON(r io.Reader, v any, trimField string) error {
 	dec := json.NewDecoder(r)
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if trimField != "" && errors.As(err, &te) {
+			te.Field = strings.TrimPrefix(te.Field, trimField)
+		}
 		return jsonError(err)
 	}
 	if dec.More() {
@@ -235,7 +240,7 @@ const errEmptyConfig = "config cannot be empty in order to create a container"
 // nil HostConfig, NetworkingConfig or endpoint settings.
 func decodeCreateRequest(body io.Reader) (container.CreateRequest, error) {
 	var req container.CreateRequest
-	if err := decodeJSON(body, &req); err != nil {
+	if err := decodeJSON(body, &req, "Config."); err != nil {
 		return container.CreateRequest{}, err
 	}
 	if req.Config == nil {
