@@ -3,20 +3,24 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 
 	"github.com/moby/moby/api/types"
+	"golang.org/x/sys/unix"
 )
 
 func (rt *router) postContainerAttach(c *call) error {
 	_, upgrade := c.r.Header["Upgrade"]
 	var (
-		conn     net.Conn
-		hijacked bool
+		conn      net.Conn
+		hijacked  bool
+		stopWatch = func() {}
 	)
 	opts := AttachOptions{
 		Stdin:      c.bool("stdin"),
@@ -27,6 +31,11 @@ func (rt *router) postContainerAttach(c *call) error {
 		DetachKeys: c.str("detachKeys"),
 	}
 	wantStdin := opts.Stdin
+	// The backend's context also ends when the client is gone for good
+	// (not when it only closed its write side), so that a backend blocked
+	// on a silent container can stop.
+	ctx, clientLeft := context.WithCancel(c.ctx)
+	defer clientLeft()
 	opts.Hijack = func(multiplexed bool) (io.ReadCloser, io.Writer, error) {
 		if hijacked {
 			return nil, nil, errors.New("attach: connection already hijacked")
@@ -52,14 +61,14 @@ func (rt *router) postContainerAttach(c *call) error {
 		if _, err := cn.Write(hdr.Bytes()); err != nil {
 			return nil, nil, fmt.Errorf("attach: write response header: %w", err)
 		}
-		var stdin io.ReadCloser
-		if wantStdin {
-			stdin = &attachInput{r: brw.Reader, conn: cn}
+		stopWatch = watchHangup(cn, clientLeft)
+		if !wantStdin {
+			return nil, cn, nil
 		}
-		return stdin, cn, nil
+		return &attachInput{r: brw.Reader, conn: cn, gone: clientLeft}, cn, nil
 	}
 
-	err := rt.b.Containers.Attach(c.ctx, c.name, opts)
+	err := rt.b.Containers.Attach(ctx, c.name, opts)
 	if !hijacked {
 		if err == nil && !opts.Stream && !opts.Logs {
 			// Nothing to stream: answer like a hijack would have.
@@ -73,10 +82,11 @@ func (rt *router) postContainerAttach(c *call) error {
 	// The stream is over (container output ended, client detached or
 	// went away): closing tells the client. An error here can only be
 	// logged; the status line went out long ago.
+	stopWatch()
 	if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		c.log.Debug("close attach connection", "err", cerr)
 	}
-	if err != nil && !clientGone(c.ctx, err) {
+	if err != nil && !clientGone(ctx, err) {
 		c.log.Warn("attach stream ended with an error", "container", c.name, "err", err)
 	}
 	return nil
@@ -85,40 +95,85 @@ func (rt *router) postContainerAttach(c *call) error {
 // attachInput is the client's side of an attach: bytes it sent right
 // after the request header are still in the server's bufio.Reader, the
 // rest comes from the connection. A read of io.EOF means the client closed
-// its write side (e.g. `echo hi | docker attach`), not that it left: the
-// output keeps flowing until the backend is done. Close only shuts the
+// its write side (`docker run` does that at once when it has no stdin to
+// send), not that it left: the output keeps flowing. Close only shuts the
 // read side, so a backend that closes stdin early cannot cut the output.
 type attachInput struct {
-	r      *bufio.Reader
-	conn   net.Conn
-	mu     sync.Mutex
-	closed bool
+	r    *bufio.Reader
+	conn net.Conn
+	gone context.CancelFunc // the client is gone for good
 }
 
 func (a *attachInput) Read(p []byte) (int, error) {
-	a.mu.Lock()
-	closed := a.closed
-	a.mu.Unlock()
-	if closed {
-		return 0, io.EOF
-	}
 	n, err := a.r.Read(p)
-	if err != nil && n == 0 && errors.Is(err, net.ErrClosed) {
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		err = io.EOF
+	default:
+		a.gone() // a reset or similar: the client is gone
 	}
 	return n, err
 }
 
-// Close stops reading: a pending Read returns.
+// Close stops reading: a pending Read returns io.EOF.
 func (a *attachInput) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return nil
-	}
-	a.closed = true
 	if cr, ok := a.conn.(interface{ CloseRead() error }); ok {
 		_ = cr.CloseRead()
 	}
 	return nil
+}
+
+// watchHangup calls gone when the peer of a unix socket has closed the
+// connection completely: the socket then reports POLLHUP, while a peer
+// that only shut its write side leaves POLLRDHUP. (Over TCP a close looks
+// like a half-close until a write fails, which the backend sees.)
+//
+// The watch runs on a duplicate of the socket, registered with the
+// runtime poller on its own, so that it never competes with the reader of
+// stdin and costs no thread while it waits. stop ends it.
+func watchHangup(conn net.Conn, gone func()) (stop func()) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	dup := -1
+	if cerr := rc.Control(func(fd uintptr) {
+		dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil || err != nil {
+		return func() {}
+	}
+	f := os.NewFile(uintptr(dup), "attach-watch") // non-blocking: pollable
+	frc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return func() {}
+	}
+	go func() {
+		hup := false
+		// RawConn.Read calls the function again each time the poller
+		// reports the socket readable (edge-triggered), until it returns
+		// true or f is closed.
+		_ = frc.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+			n, err := unix.Poll(fds, 0)
+			if err != nil {
+				return err != unix.EINTR
+			}
+			if n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+				hup = true
+				return true
+			}
+			return false
+		})
+		if hup {
+			gone()
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { f.Close() }) }
 }

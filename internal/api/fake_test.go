@@ -455,6 +455,10 @@ func (f *fakeContainers) Attach(ctx context.Context, id string, opts AttachOptio
 	case <-a.done:
 		return nil
 	case <-ctx.Done():
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.event("attach-cancelled")
+		c.attachers = slices.DeleteFunc(c.attachers, func(x *fakeAttacher) bool { return x == a })
 		return ctx.Err()
 	}
 }

@@ -171,3 +171,80 @@ func TestServeShutdown(t *testing.T) {
 		t.Errorf("attach after shutdown: %q", out.String())
 	}
 }
+
+// TestAttachClientHangup: over the unix socket, a client that closes the
+// connection cancels its attach, one that only closes its write side
+// keeps streaming.
+func TestAttachClientHangup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.sock")
+	l, err := Listen("unix://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, b := newFakes()
+	log, _ := testLogger(t)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, l, NewRouter(b, RouterOptions{Logger: log, Version: "test"})) }()
+	t.Cleanup(func() { stop(); <-served })
+	cli, err := client.New(client.WithHost("unix://" + path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	tctx := testCtx(t)
+	res, err := cli.ContainerCreate(tctx, client.ContainerCreateOptions{Config: &container.Config{Image: "busybox", Cmd: []string{"sleep"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerStart(tctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{fakes: f}
+	halfClosed, err := cli.ContainerAttach(tctx, res.ID, client.ContainerAttachOptions{Stream: true, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer halfClosed.Close()
+	e.waitAttached(t, res.ID, 1)
+	if err := halfClosed.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	leaving, err := cli.ContainerAttach(tctx, res.ID, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitAttached(t, res.ID, 2)
+	leaving.Close()
+
+	cancelled := func() int {
+		n := 0
+		for _, ev := range f.c.Events() {
+			if ev == "attach-cancelled" {
+				n++
+			}
+		}
+		return n
+	}
+	for cancelled() == 0 {
+		select {
+		case <-tctx.Done():
+			t.Fatal("the attach of a client that hung up was not cancelled")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	f.c.mu.Lock()
+	left := len(f.c.byID[res.ID].attachers)
+	f.c.mu.Unlock()
+	if cancelled() != 1 || left != 1 {
+		t.Fatalf("%d attaches cancelled, %d left; want the half-closed one to stay", cancelled(), left)
+	}
+	// The half-closed stream ends normally with the container.
+	if _, err := cli.ContainerStop(tctx, res.ID, client.ContainerStopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = halfClosed.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, halfClosed.Reader); err != nil {
+		t.Errorf("half-closed stream: %v", err)
+	}
+}
