@@ -17,7 +17,9 @@ import (
 
 func (rt *router) postContainerAttach(c *call) error {
 	_, upgrade := c.r.Header["Upgrade"]
+	// Set by Hijack, which the backend may call from another goroutine.
 	var (
+		mu        sync.Mutex
 		conn      net.Conn
 		hijacked  bool
 		stopWatch = func() {}
@@ -37,6 +39,8 @@ func (rt *router) postContainerAttach(c *call) error {
 	ctx, clientLeft := context.WithCancel(c.ctx)
 	defer clientLeft()
 	opts.Hijack = func(multiplexed bool) (io.ReadCloser, io.Writer, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		if hijacked {
 			return nil, nil, errors.New("attach: connection already hijacked")
 		}
@@ -69,6 +73,8 @@ func (rt *router) postContainerAttach(c *call) error {
 	}
 
 	err := rt.b.Containers.Attach(ctx, c.name, opts)
+	mu.Lock()
+	defer mu.Unlock()
 	if !hijacked {
 		if err == nil && !opts.Stream && !opts.Logs {
 			// Nothing to stream: answer like a hijack would have.

@@ -255,7 +255,9 @@ func (rt *router) postContainerWait(c *call) error {
 	resp, ok := <-ch
 	if !ok {
 		if ctx.Err() != nil {
-			return ctx.Err() // client or daemon went away: nothing to say
+			// The client or the daemon went away: nobody to tell, and a
+			// client reading the body sees it end without a result.
+			return nil
 		}
 		resp = container.WaitResponse{StatusCode: -1, Error: &container.WaitExitError{Message: "wait ended without a result"}}
 	}

@@ -267,14 +267,14 @@ func (rt *router) writeError(c *call, rawVersion string, err error) {
 	r := c.r
 	status := statusFromError(err)
 	switch {
+	case c.ctx != nil && clientGone(c.ctx, err):
+		rt.log.Debug("API request cancelled by client", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
 	case c.w.hijacked:
 		rt.log.Warn("API attach ended with an error", "path", r.URL.Path, "err", err)
 		return
 	case c.w.wroteHeader:
 		rt.log.Warn("API handler failed after the response started", "method", r.Method, "path", r.URL.Path, "err", err)
-		return
-	case c.ctx != nil && clientGone(c.ctx, err):
-		rt.log.Debug("API request cancelled by client", "method", r.Method, "path", r.URL.Path, "err", err)
 		return
 	}
 	if status >= http.StatusInternalServerError {
