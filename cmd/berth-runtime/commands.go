@@ -1,0 +1,429 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runc/libcontainer/utils"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	// Device cgroup management for the cgroupfs manager (v1 files, v2 eBPF).
+	_ "github.com/opencontainers/cgroups/devices"
+)
+
+// cmdCreate creates a container from the bundle and leaves it "created":
+// its init has set everything up and waits on the exec fifo for start.
+// Without a terminal the init inherits our stdio; with one, the pty master
+// goes to the --console-socket.
+func cmdCreate(g *globals, p parsedArgs) (retErr error) {
+	id := p.pos[0]
+	defer func() {
+		if retErr != nil {
+			retErr = fmt.Errorf("berth-runtime create failed: %w", retErr)
+		}
+	}()
+	bundle := p.str("bundle")
+	if bundle == "" {
+		bundle = "."
+	}
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return err
+	}
+	pidFile := p.str("pid-file")
+	if pidFile != "" {
+		if pidFile, err = filepath.Abs(pidFile); err != nil {
+			return err
+		}
+	}
+	preserve := 0
+	if s := p.str("preserve-fds"); s != "" {
+		if preserve, err = strconv.Atoi(s); err != nil || preserve < 0 {
+			return fmt.Errorf("invalid --preserve-fds %q", s)
+		}
+	}
+	consoleSocket := p.str("console-socket")
+
+	spec, err := loadSpec(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return err
+	}
+	if spec.Process.Terminal && consoleSocket == "" {
+		return errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if !spec.Process.Terminal && consoleSocket != "" {
+		return errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	// A relative root path is relative to the bundle, which libcontainer
+	// takes from the working directory.
+	if err := os.Chdir(bundle); err != nil {
+		return err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:   id,
+		NoPivotRoot:  p.bool("no-pivot"),
+		NoNewKeyring: p.bool("no-new-keyring"),
+		Spec:         spec,
+	})
+	if err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(g.root, id, config)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := c.Destroy(); err != nil {
+				slog.Warn("destroy after failed create", "err", err)
+			}
+		}
+	}()
+
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return err
+	}
+	proc.Init = true
+	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
+	for fd := 3; fd < 3+preserve; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", fd-3, preserve, err)
+		}
+		proc.ExtraFiles = append(proc.ExtraFiles, os.NewFile(uintptr(fd), "preserved-fd:"+strconv.Itoa(fd)))
+	}
+	if spec.Process.Terminal {
+		sock, err := dialUnix(consoleSocket)
+		if err != nil {
+			return fmt.Errorf("connect to console socket %s: %w", consoleSocket, err)
+		}
+		defer sock.Close()
+		proc.ConsoleSocket = sock
+	} else {
+		proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+
+	if err := c.Start(proc); err != nil {
+		return err
+	}
+	if pidFile != "" {
+		pid, err := proc.Pid()
+		if err == nil {
+			err = writePidFile(pidFile, pid)
+		}
+		if err != nil {
+			_ = proc.Signal(unix.SIGKILL)
+			_, _ = proc.Wait()
+			return err
+		}
+	}
+	return nil
+}
+
+// loadSpec reads and checks a bundle's config.json.
+func loadSpec(path string) (*specs.Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("JSON specification file %s not found", path)
+		}
+		return nil, err
+	}
+	var spec *specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if spec == nil {
+		return nil, errors.New("config cannot be null")
+	}
+	pr := spec.Process
+	switch {
+	case pr == nil:
+		return nil, errors.New("process property must not be empty")
+	case pr.Cwd == "":
+		return nil, errors.New("Cwd property must not be empty")
+	case !filepath.IsAbs(pr.Cwd):
+		return nil, errors.New("Cwd must be an absolute path")
+	case len(pr.Args) == 0:
+		return nil, errors.New("args must not be empty")
+	case pr.SelinuxLabel != "":
+		return nil, errors.New("selinux label is specified in config, but selinux is not supported")
+	}
+	return spec, nil
+}
+
+// rlimitTypes maps the spec's rlimit names to the kernel's resources.
+var rlimitTypes = map[string]int{
+	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+}
+
+// newProcess converts the spec's process to libcontainer's.
+func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+	lp := &libcontainer.Process{
+		Args:            p.Args,
+		Env:             p.Env,
+		UID:             int(p.User.UID),
+		GID:             int(p.User.GID),
+		Cwd:             p.Cwd,
+		NoNewPrivileges: &p.NoNewPrivileges,
+		AppArmorProfile: p.ApparmorProfile,
+		Scheduler:       p.Scheduler,
+		IOPriority:      p.IOPriority,
+	}
+	if p.ConsoleSize != nil {
+		lp.ConsoleWidth, lp.ConsoleHeight = uint16(p.ConsoleSize.Width), uint16(p.ConsoleSize.Height)
+	}
+	if c := p.Capabilities; c != nil {
+		lp.Capabilities = &configs.Capabilities{
+			Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable,
+			Permitted: c.Permitted, Ambient: c.Ambient,
+		}
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	for _, rl := range p.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("wrong rlimit value: %s", rl.Type)
+		}
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	aff, err := configs.ConvertCPUAffinity(p.ExecCPUAffinity)
+	if err != nil {
+		return nil, err
+	}
+	lp.CPUAffinity = aff
+	return lp, nil
+}
+
+// dialUnix connects to a unix socket without the net package (its
+// initialisation is start-up latency this binary does not need).
+func dialUnix(path string) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// writePidFile writes the pid atomically (temp file, rename): the shim
+// reads it as soon as create returns and must never see half a number.
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(pid))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+func load(g *globals, id string) (*libcontainer.Container, error) {
+	return libcontainer.Load(g.root, id)
+}
+
+// cmdStart runs the user process of a created container: it opens the
+// exec fifo, which releases the waiting init into execve.
+func cmdStart(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch status {
+	case libcontainer.Created:
+		return c.Exec()
+	case libcontainer.Stopped:
+		return errors.New("cannot start a container that has stopped")
+	case libcontainer.Running:
+		return errors.New("cannot start an already running container")
+	default:
+		return fmt.Errorf("cannot start a container in the %s state", status)
+	}
+}
+
+// containerState is runc's `state` output.
+type containerState struct {
+	Version        string            `json:"ociVersion"`
+	ID             string            `json:"id"`
+	InitProcessPid int               `json:"pid"`
+	Status         string            `json:"status"`
+	Bundle         string            `json:"bundle"`
+	Rootfs         string            `json:"rootfs"`
+	Created        time.Time         `json:"created"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	Owner          string            `json:"owner"`
+}
+
+func cmdState(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	pid := st.BaseState.InitProcessPid
+	if status == libcontainer.Stopped {
+		pid = 0
+	}
+	bundle, annotations := utils.Annotations(st.Config.Labels)
+	b, err := json.MarshalIndent(containerState{
+		Version:        st.BaseState.Config.Version,
+		ID:             st.BaseState.ID,
+		InitProcessPid: pid,
+		Status:         status.String(),
+		Bundle:         bundle,
+		Rootfs:         st.BaseState.Config.Rootfs,
+		Created:        st.BaseState.Created,
+		Annotations:    annotations,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}
+
+// cmdKill signals the container's init. With --all a container that is
+// not running is no error, and without its own pid namespace every
+// process of its cgroup gets the signal (SIGKILL always reaches all).
+func cmdKill(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	sigstr := "SIGTERM"
+	if len(p.pos) > 1 {
+		sigstr = p.pos[1]
+	}
+	sig, err := parseSignal(sigstr)
+	if err != nil {
+		return err
+	}
+	all := p.bool("all")
+	if all && sig != unix.SIGKILL && !c.Config().Namespaces.IsPrivate(configs.NEWPID) {
+		pids, err := c.Processes()
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("signal %d: %w", pid, err)
+			}
+		}
+		return nil
+	}
+	err = c.Signal(sig)
+	if all && errors.Is(err, libcontainer.ErrNotRunning) {
+		return nil
+	}
+	return err
+}
+
+// cmdDelete removes a container's state and cgroup. A created container
+// is killed first; a running or paused one only with --force.
+func cmdDelete(g *globals, p parsedArgs) error {
+	id := p.pos[0]
+	c, err := load(g, id)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrNotExist) {
+			// An aborted create can leave the state directory without
+			// state.json; libcontainer then does not see the container.
+			if err := os.RemoveAll(filepath.Join(g.root, id)); err != nil {
+				slog.Warn("remove state directory", "id", id, "err", err)
+			}
+			if p.bool("force") {
+				return nil
+			}
+		}
+		return err
+	}
+	if p.bool("force") {
+		return killAndDestroy(c)
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch status {
+	case libcontainer.Stopped:
+		return c.Destroy()
+	case libcontainer.Created:
+		return killAndDestroy(c)
+	default:
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, status)
+	}
+}
+
+// killAndDestroy kills the container and destroys it once its init is
+// gone. The init is not our child, so its end is polled; the first checks
+// come quickly, as a container being deleted is usually already dead
+// (runc sleeps 100 ms before the first).
+func killAndDestroy(c *libcontainer.Container) error {
+	_ = c.Signal(unix.SIGKILL)
+	delay := 500 * time.Microsecond
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if err := c.Signal(unix.Signal(0)); err != nil {
+			return c.Destroy()
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+	return errors.New("container init still running")
+}
+
+func cmdPause(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	return c.Pause()
+}
+
+func cmdResume(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	return c.Resume()
+}
