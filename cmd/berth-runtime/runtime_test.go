@@ -844,4 +844,3 @@ func maxD(ds []time.Duration) time.Duration {
 	}
 	return m
 }
-

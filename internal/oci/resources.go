@@ -240,12 +240,12 @@ func i64(v int64) *int64 { return &v }
 func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	return []specs.LinuxDeviceCgroup{
 		{Allow: false, Access: "rwm"},
-		{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"},  // /dev/zero
-		{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},  // /dev/null
-		{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"},  // /dev/urandom
-		{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"},  // /dev/random
-		{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"},  // /dev/tty
-		{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"},  // /dev/console
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"},     // /dev/zero
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},     // /dev/null
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"},     // /dev/urandom
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"},     // /dev/random
+		{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"},     // /dev/tty
+		{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"},     // /dev/console
 		{Allow: false, Type: "c", Major: i64(10), Minor: i64(229), Access: "rwm"}, // /dev/fuse
 	}
 }
