@@ -152,9 +152,9 @@ func loadSpec(path string) (*specs.Spec, error) {
 	case pr == nil:
 		return nil, errors.New("process property must not be empty")
 	case pr.Cwd == "":
-		return nil, errors.New("Cwd property must not be empty")
+		return nil, errors.New("cwd property must not be empty")
 	case !filepath.IsAbs(pr.Cwd):
-		return nil, errors.New("Cwd must be an absolute path")
+		return nil, errors.New("cwd must be an absolute path")
 	case len(pr.Args) == 0:
 		return nil, errors.New("args must not be empty")
 	case pr.SelinuxLabel != "":

@@ -14,7 +14,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -227,7 +226,3 @@ func runcAttrs(groups []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
-
-// logEnabled reports whether debug logging is on, to skip building
-// messages nobody reads.
-func logEnabled(l slog.Level) bool { return slog.Default().Enabled(context.Background(), l) }

@@ -46,6 +46,10 @@ func ResolveUser(rootfs, userSpec string, groupAdd []string) (specs.User, string
 		gids = append(gids, uint32(g))
 	}
 	if len(groupAdd) > 0 {
+		// The library dereferences nil for an empty name.
+		if slices.Contains(groupAdd, "") {
+			return specs.User{}, "", errdefs.ErrInvalidArgument.WithMessage("invalid group to add: empty name")
+		}
 		extra, err := user.GetAdditionalGroups(groupAdd, reader(group))
 		if err != nil {
 			return specs.User{}, "", invalidArg(err)
