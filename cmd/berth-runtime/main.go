@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"time"
 
 	"github.com/berth-engine/berth/internal/version"
 	"github.com/opencontainers/runc/libcontainer"
@@ -195,10 +196,10 @@ func setupLogging(path, format string, debug bool) (toStderr bool, err error) {
 	var h slog.Handler
 	switch format {
 	case "", "text":
-		logrus.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true})
+		logrus.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
 		h = slog.NewTextHandler(out, hopts)
 	case "json":
-		logrus.SetFormatter(&logrus.JSONFormatter{})
+		logrus.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
 		h = slog.NewJSONHandler(out, hopts)
 	default:
 		return toStderr, fmt.Errorf("invalid log-format: %s", format)
@@ -208,7 +209,8 @@ func setupLogging(path, format string, debug bool) (toStderr bool, err error) {
 }
 
 // runcAttrs renders slog's level and time as logrus (and so runc) does:
-// lower-case level names, "warning", RFC 3339 times.
+// lower-case level names, "warning", RFC 3339 times (with nanoseconds,
+// which tell where a start spends its time).
 func runcAttrs(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) > 0 {
 		return a
@@ -222,7 +224,7 @@ func runcAttrs(groups []string, a slog.Attr) slog.Attr {
 		}
 		return slog.String(slog.LevelKey, s)
 	case slog.TimeKey:
-		return slog.String(slog.TimeKey, a.Value.Time().Format("2006-01-02T15:04:05Z07:00"))
+		return slog.String(slog.TimeKey, a.Value.Time().Format(time.RFC3339Nano))
 	}
 	return a
 }

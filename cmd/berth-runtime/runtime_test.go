@@ -795,16 +795,22 @@ func TestLatency(t *testing.T) {
 		t.Skip("set BERTH_RUNTIME_BENCH=1 to measure")
 	}
 	for name, bin := range runtimes(t) {
-		var ds []time.Duration
+		var ds, creates, starts, waits, deletes []time.Duration
 		for i := 0; i < 30; i++ {
 			c := newCtr(t, bin, []string{"true"}, nil)
 			t0 := time.Now()
 			c.mustCreate(false)
+			t1 := time.Now()
 			c.run("start", c.id)
+			t2 := time.Now()
 			c.wait()
+			t3 := time.Now()
 			c.run("delete", c.id)
-			ds = append(ds, time.Since(t0))
+			t4 := time.Now()
+			ds = append(ds, t4.Sub(t0))
+			creates, starts, waits, deletes = append(creates, t1.Sub(t0)), append(starts, t2.Sub(t1)), append(waits, t3.Sub(t2)), append(deletes, t4.Sub(t3))
 		}
+		t.Logf("%s: medians: create %v, start %v, wait %v, delete %v", name, median(creates), median(starts), median(waits), median(deletes))
 		var vs []time.Duration
 		for i := 0; i < 30; i++ {
 			t0 := time.Now()
