@@ -5,10 +5,9 @@ import (
 	"os"
 
 	"github.com/berth-engine/berth/internal/cli"
+	"github.com/berth-engine/berth/internal/daemon"
 )
 
 func main() {
-	// The integrator adds the daemon (and any hidden helper commands) as
-	// extra commands: cli.Main(os.Args[1:], daemon.NewCommand(), …).
-	os.Exit(cli.Main(os.Args[1:]))
+	os.Exit(cli.Main(os.Args[1:], daemon.NewCommand()))
 }

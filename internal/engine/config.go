@@ -35,7 +35,6 @@ func mergeImageConfig(cfg *containertypes.Config, img *dockerspec.DockerOCIImage
 	if len(cfg.Entrypoint) == 0 {
 		if len(cfg.Cmd) == 0 {
 			cfg.Cmd = slices.Clone(img.Cmd)
-			cfg.ArgsEscaped = img.ArgsEscaped
 		}
 		if cfg.Entrypoint == nil {
 			cfg.Entrypoint = slices.Clone(img.Entrypoint)
@@ -172,11 +171,11 @@ func validateRestartPolicy(hc *containertypes.HostConfig) error {
 	switch p.Name {
 	case "", containertypes.RestartPolicyDisabled:
 		if p.MaximumRetryCount != 0 {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid restart policy: maximum retry count can only be used with 'on-failure'"))
+			return errdefs.ErrInvalidArgument.WithMessage("invalid restart policy: maximum retry count can only be used with 'on-failure'")
 		}
 	case containertypes.RestartPolicyAlways, containertypes.RestartPolicyUnlessStopped:
 		if p.MaximumRetryCount != 0 {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid restart policy: maximum retry count can only be used with 'on-failure'"))
+			return errdefs.ErrInvalidArgument.WithMessage("invalid restart policy: maximum retry count can only be used with 'on-failure'")
 		}
 	case containertypes.RestartPolicyOnFailure:
 		if p.MaximumRetryCount < 0 {

@@ -382,7 +382,6 @@ func (s *ImageService) Inspect(ctx context.Context, name string) (*imagetypes.In
 		ID:           img.ID.String(),
 		RepoTags:     tags,
 		RepoDigests:  digests,
-		Parent:       img.Parent.String(),
 		Author:       cfg.Author,
 		Config:       &cfg.Config,
 		Architecture: cfg.Architecture,

@@ -69,7 +69,7 @@ func replayLogs(ctx context.Context, path string, tty bool, opts api.AttachOptio
 	}
 	stdout, stderr := out, out
 	if !tty {
-		stdout, stderr = stdcopy.NewStdWriter(out, stdcopy.Stdout), stdcopy.NewStdWriter(out, stdcopy.Stderr)
+		stdout, stderr = api.NewStdWriter(out, stdcopy.Stdout), api.NewStdWriter(out, stdcopy.Stderr)
 	}
 	for m := range msgs {
 		if m.Err != nil {

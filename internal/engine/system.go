@@ -182,7 +182,7 @@ func backingFS(path string) string {
 		return "tmpfs"
 	case unix.OVERLAYFS_SUPER_MAGIC:
 		return "overlayfs"
-	case unix.ZFS_SUPER_MAGIC:
+	case 0x2fc12fc1: // ZFS, which x/sys/unix does not name
 		return "zfs"
 	}
 	return "unknown"
