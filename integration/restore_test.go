@@ -15,7 +15,7 @@ func TestLiveRestoreAfterKill9(t *testing.T) {
 	d := daemonWithBusybox(t)
 	long := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "long", "busybox", "sh", "-c", "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done"))
 	short := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 2; echo done; exit 5"))
-	waiter := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "waiter", "busybox", "sh", "-c", "read x; exit 9"))
+	waiter := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "waiter", "busybox", "sleep", "1000"))
 	longPid := inspectField(t, d, long, "{{.State.Pid}}")
 
 	d.Kill9(t)

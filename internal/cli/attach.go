@@ -239,9 +239,11 @@ func (c *berthCLI) waitExitOrRemoved(ctx context.Context, api client.ContainerAP
 	return statusC
 }
 
-// monitorTtySize sends the terminal's size now and on every SIGWINCH until
-// ctx ends.
-func (c *berthCLI) monitorTtySize(ctx context.Context, api client.ContainerAPIClient, id string) {
+// monitorTtySize keeps the container's TTY the size of the user's
+// terminal. It listens for SIGWINCH from the moment it is called (a resize
+// between the start and the first output must not be lost) and sends sizes
+// once the returned function reports the container started, until ctx ends.
+func (c *berthCLI) monitorTtySize(ctx context.Context, api client.ContainerAPIClient, id string) (started func()) {
 	resize := func() error {
 		h, w := c.out.GetTtySize()
 		if h == 0 && w == 0 {
@@ -250,27 +252,31 @@ func (c *berthCLI) monitorTtySize(ctx context.Context, api client.ContainerAPICl
 		_, err := api.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: h, Width: w})
 		return err
 	}
-	if err := resize(); err != nil {
-		// The process may not be ready for a resize yet: retry a few times.
-		go func() {
-			var err error
-			for i := 0; i < 10; i++ {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
-				}
-				if err = resize(); err == nil {
-					return
-				}
-			}
-			fmt.Fprintln(c.err, "failed to resize tty, using default size")
-		}()
-	}
 	sigchan := make(chan os.Signal, 1)
 	gosignal.Notify(sigchan, syscall.SIGWINCH)
+	startedC := make(chan struct{})
 	go func() {
 		defer gosignal.Stop(sigchan)
+		select {
+		case <-ctx.Done():
+			return
+		case <-startedC:
+		}
+		// The process may not be ready for a resize yet: retry a few times.
+		var err error
+		for i := 0; i < 10; i++ {
+			if err = resize(); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(c.err, "failed to resize tty, using default size")
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -282,6 +288,8 @@ func (c *berthCLI) monitorTtySize(ctx context.Context, api client.ContainerAPICl
 			}
 		}
 	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(startedC) }) }
 }
 
 // forwardAllSignals relays the signals the CLI receives to the container

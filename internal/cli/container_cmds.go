@@ -114,6 +114,10 @@ func (c *berthCLI) runStart(ctx context.Context, o *startOptions, ids []string) 
 	statusCtx, cancelStatus := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStatus()
 	statusC := c.waitExitOrRemoved(statusCtx, api, ctr.ID, ctr.HostConfig.AutoRemove)
+	ttyStarted := func() {}
+	if ctr.Config.Tty && c.out.IsTerminal() {
+		ttyStarted = c.monitorTtySize(attachCtx, api, ctr.ID)
+	}
 	if _, err := api.ContainerStart(ctx, ctr.ID, client.ContainerStartOptions{CheckpointID: o.checkpoint, CheckpointDir: o.cpDir}); err != nil {
 		attachCancel()
 		<-errC
@@ -123,9 +127,7 @@ func (c *berthCLI) runStart(ctx context.Context, o *startOptions, ids []string) 
 		err = wrapConnError(c.hostOrDefault(), err)
 		return StatusError{Status: err.Error(), StatusCode: startErrorCode(err), Cause: err}
 	}
-	if ctr.Config.Tty && c.out.IsTerminal() {
-		c.monitorTtySize(attachCtx, api, ctr.ID)
-	}
+	ttyStarted()
 	if err := <-errC; err != nil {
 		var esc term.EscapeError
 		if errors.As(err, &esc) {

@@ -148,6 +148,11 @@ func (c *berthCLI) setupContainerAttach(ctx context.Context, api client.APIClien
 		attachCancel()
 		return nil, err
 	}
+	// Listen for window changes before the start (see monitorTtySize).
+	ttyStarted := func() {}
+	if config.Tty && c.out.IsTerminal() {
+		ttyStarted = c.monitorTtySize(attachCtx, api, id)
+	}
 	var sigc chan os.Signal
 	if o.sigProxy {
 		sigc = notifyAllSignals()
@@ -164,9 +169,7 @@ func (c *berthCLI) setupContainerAttach(ctx context.Context, api client.APIClien
 			<-errC
 			return nil
 		}
-		if config.Tty && c.out.IsTerminal() {
-			c.monitorTtySize(attachCtx, api, id)
-		}
+		ttyStarted()
 		select {
 		case err := <-errC:
 			if err != nil {

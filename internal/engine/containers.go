@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/signal"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -172,6 +173,11 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	mergeImageConfig(&cfg, &img.Config.Config)
+	if cfg.StopSignal != "" {
+		if _, err := signal.ParseSignal(cfg.StopSignal); err != nil {
+			return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage(err.Error())
+		}
+	}
 	path, args, err := commandOf(&cfg)
 	if err != nil {
 		return containertypes.CreateResponse{}, err

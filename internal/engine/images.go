@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -235,6 +236,11 @@ func (s *ImageService) List(ctx context.Context, opts api.ImageListOptions) ([]i
 		if !f.match(img, tags, digests) {
 			continue
 		}
+		if len(f.refs) > 0 {
+			// As docker: only the references that matched are listed.
+			tags = slices.DeleteFunc(tags, func(t string) bool { return !f.matchRef(t) })
+			digests = slices.DeleteFunc(digests, func(d string) bool { return !f.matchRef(d) })
+		}
 		created := int64(0)
 		if img.Config.Created != nil {
 			created = img.Config.Created.Unix()
@@ -347,27 +353,29 @@ func (f *imageFilter) match(img *image.Image, tags, digests []string) bool {
 	if !f.until.IsZero() && !created(img).Before(f.until) {
 		return false
 	}
-	if len(f.refs) > 0 {
-		ok := false
-		for _, pattern := range f.refs {
-			for _, t := range append(append([]string{}, tags...), digests...) {
-				name, _, _ := strings.Cut(t, "@")
-				repo := name
-				if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-					repo = name[:i]
-				}
-				if m, _ := path.Match(pattern, t); m {
-					ok = true
-				} else if m, _ := path.Match(pattern, repo); m {
-					ok = true
-				}
-			}
-		}
-		if !ok {
-			return false
-		}
+	if len(f.refs) > 0 && !slices.ContainsFunc(tags, f.matchRef) && !slices.ContainsFunc(digests, f.matchRef) {
+		return false
 	}
 	return true
+}
+
+// matchRef reports whether a familiar reference (name:tag or name@digest)
+// matches one of the reference filters, by whole reference or by name.
+func (f *imageFilter) matchRef(ref string) bool {
+	name, _, _ := strings.Cut(ref, "@")
+	repo := name
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		repo = name[:i]
+	}
+	for _, pattern := range f.refs {
+		if m, _ := path.Match(pattern, ref); m {
+			return true
+		}
+		if m, _ := path.Match(pattern, repo); m {
+			return true
+		}
+	}
+	return false
 }
 
 // Inspect implements GET /images/{name}/json.
