@@ -36,7 +36,11 @@ func (rt *router) postContainerAttach(c *call) error {
 	// The backend's context also ends when the client is gone for good
 	// (not when it only closed its write side), so that a backend blocked
 	// on a silent container can stop.
-	ctx, clientLeft := context.WithCancel(c.ctx)
+	//
+	// Not derived from the request's context: net/http cancels that when
+	// its background read sees EOF, which a client that half-closes before
+	// the hijack (docker run with no stdin to send) causes.
+	ctx, clientLeft := context.WithCancel(context.WithoutCancel(c.ctx))
 	defer clientLeft()
 	opts.Hijack = func(multiplexed bool) (io.ReadCloser, io.Writer, error) {
 		mu.Lock()

@@ -76,6 +76,10 @@ func (s *ContainerService) Attach(ctx context.Context, id string, opts api.Attac
 		return err
 	}
 	defer conn.Close()
+	// The API cancels ctx when the client hangs up: end the copy then, or
+	// it would last as long as the container's output.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	if opts.Stdin && stdin != nil {
 		go func() {
 			_, _ = io.Copy(conn, stdin)

@@ -210,6 +210,11 @@ func validateLogConfig(lc *containertypes.LogConfig) error {
 				return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unknown log opt '%s' for json-file log driver", k))
 			}
 		}
+		switch m := lc.Config["mode"]; m {
+		case "", "blocking", "non-blocking":
+		default:
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("logger: logging mode not supported: %s", m))
+		}
 		_, _, err := logRotation(lc)
 		return err
 	case "none":

@@ -151,20 +151,23 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	exitFile := filepath.Join(bundle, "exit.json")
 	_ = os.Remove(exitFile)
 	client, pid, err := shim.Spawn(ctx, s.cfg.ShimPath, shim.Config{
-		ID:            c.ID,
-		Bundle:        bundle,
-		Runtime:       rt.Path,
-		RuntimeArgs:   rt.Args,
-		Socket:        s.cfg.shimSocket(c.ID),
-		ExitFile:      exitFile,
-		LogPath:       c.LogPath,
-		LogMaxSize:    maxSize,
-		LogMaxFiles:   maxFiles,
-		Stdin:         c.Config.OpenStdin,
-		StdinOnce:     c.Config.StdinOnce,
-		Tty:           c.Config.Tty,
-		ConsoleHeight: height,
-		ConsoleWidth:  width,
+		ID:          c.ID,
+		Bundle:      bundle,
+		Runtime:     rt.Path,
+		RuntimeArgs: rt.Args,
+		Socket:      s.cfg.shimSocket(c.ID),
+		ExitFile:    exitFile,
+		LogPath:     c.LogPath,
+		LogMaxSize:  maxSize,
+		LogMaxFiles: maxFiles,
+		// docker's mode=non-blocking: drop output rather than stall the
+		// process when the log cannot keep up.
+		LogNonBlocking: c.HostConfig.LogConfig.Config["mode"] == "non-blocking",
+		Stdin:          c.Config.OpenStdin,
+		StdinOnce:      c.Config.StdinOnce,
+		Tty:            c.Config.Tty,
+		ConsoleHeight:  height,
+		ConsoleWidth:   width,
 	})
 	if err != nil {
 		return err
