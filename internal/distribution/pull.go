@@ -1,0 +1,506 @@
+package distribution
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-engine/berth/internal/content"
+	"github.com/berth-engine/berth/internal/image"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/moby/api/types/registry"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// MaxManifestSize bounds manifests and indexes berth accepts.
+const MaxManifestSize = 4 << 20
+
+// PullOptions configure a pull.
+type PullOptions struct {
+	// Platform is the platform to pick from a multi-platform index; nil
+	// means the host's. When set, a single-platform image must match it.
+	Platform *ocispec.Platform
+	Auth     *registry.AuthConfig
+	Progress *Progress
+}
+
+// PullResult says what a pull did.
+type PullResult struct {
+	Image *image.Image
+	// Digest is the digest of the manifest or index the reference named:
+	// what the image's RepoDigest records.
+	Digest digest.Digest
+	// Updated is false when the reference already pointed at this image.
+	Updated bool
+}
+
+// puller is one pull's state: its remote session and its reference.
+type puller struct {
+	c    *Client
+	ref  reference.Named
+	repo name.Repository
+	rp   *remote.Puller
+	opts PullOptions
+	p    *Progress
+}
+
+func (c *Client) newPuller(ctx context.Context, ref reference.Named, opts PullOptions) (*puller, error) {
+	ropts, err := c.remoteOptions(ctx, ref, opts.Auth)
+	if err != nil {
+		return nil, err
+	}
+	rp, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := c.ggcrRepo(ref)
+	if err != nil {
+		return nil, err
+	}
+	return &puller{c: c, ref: ref, repo: repo, rp: rp, opts: opts, p: opts.Progress}, nil
+}
+
+// Pull fetches one image: ref is name:tag or name@digest. Blobs are
+// committed to the content store as they are verified; the image and its
+// references are recorded last, so an interrupted pull leaves no image,
+// and pulling again reuses every blob that was completed.
+func (c *Client) Pull(ctx context.Context, ref reference.Named, opts PullOptions) (*PullResult, error) {
+	p, err := c.newPuller(ctx, ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.pullOne(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	p.p.Status("Digest: %s", res.Digest)
+	if res.Updated {
+		p.p.Status("Status: Downloaded newer image for %s", reference.FamiliarString(ref))
+	} else {
+		p.p.Status("Status: Image is up to date for %s", reference.FamiliarString(ref))
+	}
+	return res, nil
+}
+
+// PullAllTags pulls every tag of a repository (`docker pull -a`).
+func (c *Client) PullAllTags(ctx context.Context, repo reference.Named, opts PullOptions) ([]*PullResult, error) {
+	repo = reference.TrimNamed(repo)
+	p, err := c.newPuller(ctx, repo, opts)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := p.rp.List(ctx, p.repo)
+	if err != nil {
+		return nil, registryError("tags", repo, err)
+	}
+	sort.Strings(tags)
+	var out []*PullResult
+	updated := false
+	for _, t := range tags {
+		tagged, err := reference.WithTag(repo, t)
+		if err != nil {
+			continue
+		}
+		res, err := p.pullOne(ctx, tagged)
+		if err != nil {
+			return out, err
+		}
+		p.p.Status("Digest: %s", res.Digest)
+		updated = updated || res.Updated
+		out = append(out, res)
+	}
+	if updated {
+		p.p.Status("Status: Downloaded newer image for %s", reference.FamiliarName(repo))
+	} else {
+		p.p.Status("Status: Image is up to date for %s", reference.FamiliarName(repo))
+	}
+	return out, nil
+}
+
+func tagOrDigest(ref reference.Named) string {
+	if d, ok := ref.(reference.Digested); ok {
+		return d.Digest().String()
+	}
+	if t, ok := ref.(reference.Tagged); ok {
+		return t.Tag()
+	}
+	return "latest"
+}
+
+func (p *puller) pullOne(ctx context.Context, ref reference.Named) (*PullResult, error) {
+	gref, err := p.c.ggcrRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	p.p.IDStatus(tagOrDigest(ref), "Pulling from "+reference.Path(ref))
+
+	top, err := p.rp.Get(ctx, gref)
+	if err != nil {
+		return nil, registryError("manifest", ref, err)
+	}
+	topDigest := digest.Digest(top.Digest.String())
+	mt := string(top.MediaType)
+	if !isIndex(mt) && !isManifest(mt) {
+		if s := sniffMediaType(top.Manifest); s != "" {
+			mt = s
+		}
+	}
+	if len(top.Manifest) > MaxManifestSize {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest for %s is too large (%d bytes, at most %d)", reference.FamiliarString(ref), len(top.Manifest), MaxManifestSize))
+	}
+	want := HostPlatform()
+	if p.opts.Platform != nil {
+		want = normalizePlatform(*p.opts.Platform)
+	}
+
+	var toCommit [][]byte // manifests to keep, committed with the image
+	manifestBytes, manifestDigest := top.Manifest, topDigest
+	switch {
+	case isIndex(mt):
+		var idx ocispec.Index
+		if err := json.Unmarshal(top.Manifest, &idx); err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("malformed manifest list for %s: %v", reference.FamiliarString(ref), err))
+		}
+		d, ok := selectManifest(&idx, want)
+		if !ok {
+			return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("no matching manifest for %s in the manifest list entries", formatPlatform(want)))
+		}
+		if d.Size > MaxManifestSize {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest %s is too large (%d bytes)", d.Digest, d.Size))
+		}
+		child, err := p.rp.Get(ctx, p.repo.Digest(d.Digest.String()))
+		if err != nil {
+			return nil, registryError("manifest", ref, err)
+		}
+		if len(child.Manifest) > MaxManifestSize {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest %s is too large", d.Digest))
+		}
+		if digest.FromBytes(child.Manifest) != d.Digest {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest verification failed for digest %s", d.Digest))
+		}
+		toCommit = append(toCommit, top.Manifest)
+		manifestBytes, manifestDigest = child.Manifest, d.Digest
+		if cm := sniffMediaType(child.Manifest); cm != "" && !isManifest(cm) {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unsupported manifest media type %q in manifest list", cm))
+		}
+	case isManifest(mt):
+	case mt == MediaTypeDockerSchema1 || mt == MediaTypeDockerSchema1Signed:
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed. Suggest the author of %s to upgrade the image to the OCI Format or Docker Image manifest v2, schema 2. More information at https://docs.docker.com/go/deprecated-image-specs/", reference.FamiliarString(ref)))
+	default:
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unsupported manifest media type %q for %s", mt, reference.FamiliarString(ref)))
+	}
+	toCommit = append(toCommit, manifestBytes)
+
+	var m ocispec.Manifest
+	if err := json.Unmarshal(manifestBytes, &m); err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("malformed manifest %s: %v", manifestDigest, err))
+	}
+	if err := validateManifest(&m); err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest %s: %v", manifestDigest, err))
+	}
+
+	cfgBytes, err := p.fetchSmall(ctx, ref, m.Config)
+	if err != nil {
+		return nil, err
+	}
+	var cfg dockerspec.DockerOCIImage
+	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("malformed image config %s: %v", m.Config.Digest, err))
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config %s has %d diff IDs for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers)))
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config %s: invalid diff ID %q", m.Config.Digest, d))
+		}
+	}
+	if p.opts.Platform != nil && !isIndex(mt) {
+		have := normalizePlatform(ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})
+		if have.OS != want.OS || have.Architecture != want.Architecture || (want.Variant != "" && have.Variant != want.Variant) {
+			return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("image with reference %s was found but does not match the specified platform: wanted %s, actual: %s", reference.FamiliarString(ref), formatPlatform(want), formatPlatform(have)))
+		}
+	}
+
+	if err := p.fetchLayers(ctx, ref, m.Layers, cfg.RootFS.DiffIDs); err != nil {
+		return nil, err
+	}
+	for _, b := range toCommit {
+		if _, err := commitBytes(ctx, p.c.Content, b); err != nil {
+			return nil, err
+		}
+	}
+
+	id := m.Config.Digest
+	img, err := p.c.Images.Get(ctx, id)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+		layers := make([]ocispec.Descriptor, len(m.Layers))
+		for i, l := range m.Layers {
+			layers[i] = ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size, URLs: l.URLs}
+		}
+		img = &image.Image{ID: id, Config: cfg, Layers: layers, Manifest: manifestDigest, Added: time.Now().UTC()}
+		if err := p.c.Images.Put(ctx, img); err != nil {
+			return nil, err
+		}
+	} else if img.Manifest == "" {
+		img.Manifest = manifestDigest
+		if err := p.c.Images.Put(ctx, img); err != nil {
+			return nil, err
+		}
+	}
+
+	res := &PullResult{Image: img, Digest: topDigest}
+	name := reference.TrimNamed(ref)
+	if _, ok := ref.(reference.Tagged); ok {
+		prev, _ := p.c.Images.Lookup(ctx, ref)
+		res.Updated = prev != id
+		if err := p.c.Images.AddReference(ctx, ref, id); err != nil {
+			return nil, err
+		}
+	}
+	canonical, err := reference.WithDigest(name, topDigest)
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(err.Error())
+	}
+	if _, ok := ref.(reference.Tagged); !ok {
+		prev, _ := p.c.Images.Lookup(ctx, canonical)
+		res.Updated = prev != id
+	}
+	if err := p.c.Images.AddReference(ctx, canonical, id); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// validateManifest checks the parts of an image manifest berth relies on.
+func validateManifest(m *ocispec.Manifest) error {
+	if m.SchemaVersion != 2 {
+		return fmt.Errorf("unsupported schema version %d", m.SchemaVersion)
+	}
+	if !isConfig(m.Config.MediaType) {
+		return fmt.Errorf("encountered unknown config media type %q (not a container image)", m.Config.MediaType)
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return fmt.Errorf("invalid config digest %q", m.Config.Digest)
+	}
+	if m.Config.Size < 0 || m.Config.Size > image.MaxConfigSize {
+		return fmt.Errorf("config of %d bytes is out of bounds", m.Config.Size)
+	}
+	for _, l := range m.Layers {
+		if !isLayer(l.MediaType) {
+			return fmt.Errorf("unsupported layer media type %q", l.MediaType)
+		}
+		if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 {
+			return fmt.Errorf("invalid layer digest %q", l.Digest)
+		}
+		if l.Size < 0 {
+			return fmt.Errorf("layer %s has a negative size", l.Digest)
+		}
+	}
+	return nil
+}
+
+// commitBytes stores b in the content store under its digest.
+func commitBytes(ctx context.Context, cs content.Store, b []byte) (digest.Digest, error) {
+	d := digest.FromBytes(b)
+	if _, err := cs.Info(ctx, d); err == nil {
+		return d, nil
+	}
+	w, err := cs.Writer(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer w.Close()
+	if _, err := w.Write(b); err != nil {
+		return "", err
+	}
+	return w.Commit(ctx, d, int64(len(b)))
+}
+
+// fetchSmall fetches a config blob (bounded in size) into the content store.
+func (p *puller) fetchSmall(ctx context.Context, ref reference.Named, desc ocispec.Descriptor) ([]byte, error) {
+	if _, err := p.c.Content.Info(ctx, desc.Digest); err == nil {
+		return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
+	}
+	if err := p.download(ctx, ref, desc, "", false); err != nil {
+		return nil, err
+	}
+	return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
+}
+
+// download streams one blob into the content store, verifying its digest
+// and size; with a progress id it reports docker's per-layer lines.
+func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, id string, foreign bool) error {
+	rc, err := p.openBlob(ctx, ref, desc, foreign)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w, err := p.c.Content.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	var r io.Reader = io.LimitReader(rc, desc.Size+1)
+	if id != "" {
+		r = &progressReader{r: r, p: p.p, id: id, status: "Downloading", total: desc.Size}
+	}
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		if w.Size() <= desc.Size && w.Digest() != desc.Digest && isVerifyError(err) {
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+		}
+		return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: %v", desc.Digest, err))
+	}
+	if id != "" {
+		p.p.Layer(id, "Verifying Checksum")
+	}
+	if w.Size() != desc.Size || w.Digest() != desc.Digest {
+		if w.Size() < desc.Size {
+			return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: unexpected EOF after %d of %d bytes", desc.Digest, w.Size(), desc.Size))
+		}
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+	}
+	if _, err := w.Commit(ctx, desc.Digest, desc.Size); err != nil {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+	}
+	return nil
+}
+
+// isVerifyError recognises go-containerregistry's digest check failing at
+// the end of a blob (the bytes were complete but wrong).
+func isVerifyError(err error) bool {
+	return strings.Contains(err.Error(), "error verifying")
+}
+
+// openBlob opens a blob from the registry, or for a foreign layer the
+// registry does not have, from the layer's URLs.
+func (p *puller) openBlob(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, foreign bool) (io.ReadCloser, error) {
+	l, err := p.rp.Layer(ctx, p.repo.Digest(desc.Digest.String()))
+	if err != nil {
+		return nil, registryError("blob", ref, err)
+	}
+	rc, err := l.Compressed()
+	if err == nil {
+		return rc, nil
+	}
+	if foreign && len(desc.URLs) > 0 {
+		for _, u := range desc.URLs {
+			req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if rerr != nil {
+				continue
+			}
+			resp, rerr := http.DefaultClient.Do(req)
+			if rerr != nil {
+				continue
+			}
+			if resp.StatusCode == http.StatusOK {
+				return resp.Body, nil
+			}
+			resp.Body.Close()
+		}
+	}
+	return nil, registryError("blob", ref, err)
+}
+
+// fetchLayers downloads the missing layers in parallel and unpacks them in
+// order as they arrive (layer n is unpacked while n+1… still download).
+func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []ocispec.Descriptor, diffIDs []digest.Digest) error {
+	chains := image.ChainIDs(diffIDs)
+	n := len(layers)
+	done := make([]chan struct{}, n)
+	fetched := make([]bool, n)
+	seen := map[digest.Digest]int{}
+	for i, l := range layers {
+		done[i] = make(chan struct{})
+		if _, err := p.c.Content.Info(ctx, l.Digest); err == nil {
+			p.p.Layer(shortID(l.Digest), "Already exists")
+			close(done[i])
+			continue
+		}
+		if j, dup := seen[l.Digest]; dup {
+			// The same blob twice in one image: fetched once.
+			go func(i, j int) {
+				<-done[j]
+				close(done[i])
+			}(i, j)
+			continue
+		}
+		seen[l.Digest] = i
+		fetched[i] = true
+		p.p.Layer(shortID(l.Digest), "Pulling fs layer")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	sem := make(chan struct{}, p.c.jobs())
+	var mu sync.Mutex
+	for i, l := range layers {
+		if !fetched[i] {
+			continue
+		}
+		g.Go(func() error {
+			select {
+			case sem <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			defer func() { <-sem }()
+			id := shortID(l.Digest)
+			if err := p.download(gctx, ref, l, id, isForeign(l.MediaType)); err != nil {
+				return err
+			}
+			p.p.Layer(id, "Download complete")
+			mu.Lock()
+			close(done[i])
+			mu.Unlock()
+			return nil
+		})
+	}
+	g.Go(func() error {
+		parent := ""
+		for i, l := range layers {
+			select {
+			case <-done[i]:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if p.c.Unpacker != nil && !p.c.Unpacker.HasLayer(gctx, chains[i]) {
+				id := shortID(l.Digest)
+				wrap := func(r io.Reader) io.Reader {
+					if !fetched[i] {
+						return r
+					}
+					return &progressReader{r: r, p: p.p, id: id, status: "Extracting", total: l.Size}
+				}
+				if err := p.c.Unpacker.UnpackLayer(gctx, parent, chains[i], diffIDs[i], l, wrap); err != nil {
+					return fmt.Errorf("failed to register layer: %w", err)
+				}
+			}
+			if fetched[i] {
+				p.p.Layer(shortID(l.Digest), "Pull complete")
+			}
+			parent = chains[i].String()
+		}
+		return nil
+	})
+	return g.Wait()
+}
