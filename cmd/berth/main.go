@@ -6,8 +6,9 @@ import (
 
 	"github.com/berth-engine/berth/internal/cli"
 	"github.com/berth-engine/berth/internal/daemon"
+	"github.com/berth-engine/berth/internal/registry"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], daemon.NewCommand()))
+	os.Exit(cli.Main(os.Args[1:], daemon.NewCommand(), registry.NewCommand()))
 }

@@ -30,6 +30,8 @@ type Backends struct {
 	Containers ContainerBackend
 	Images     ImageBackend
 	System     SystemBackend
+	// Distribution serves push, /distribution and /auth (nil: 501).
+	Distribution DistributionBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -181,6 +183,9 @@ func (rt *router) initRoutes() {
 	rt.add(http.MethodGet, "/images/{name}/json", need(img, "images", rt.getImageInspect))
 	rt.add(http.MethodPost, "/images/{name}/tag", need(img, "images", rt.postImageTag))
 	rt.add(http.MethodDelete, "/images/{name}", need(img, "images", rt.deleteImage))
+
+	// Registries: push, distribution inspect, login.
+	rt.addDistributionRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

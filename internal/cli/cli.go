@@ -379,7 +379,10 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 		c.newRunCommand(),
 		c.newPsCommand(),
 		c.newPullCommand(),
+		c.newPushCommand(),
 		c.newImagesCommand(),
+		c.newLoginCommand(),
+		c.newLogoutCommand(),
 		c.newVersionCommand(),
 		c.newInfoCommand(),
 
@@ -421,7 +424,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 	irm := c.newRmiCommand()
 	irm.Use, irm.Aliases = "rm [OPTIONS] IMAGE [IMAGE...]", []string{"rmi", "remove"}
 	img.AddCommand(ils, c.newImageInspectCommand(), c.newTagCommand(), irm, c.newHistoryCommand(),
-		c.newImportCommand(), c.newLoadCommand(), c.newSaveCommand(), c.newImagePruneCommand(), c.newPullCommand())
+		c.newImportCommand(), c.newLoadCommand(), c.newSaveCommand(), c.newImagePruneCommand(), c.newPullCommand(), c.newPushCommand())
 	for _, sub := range img.Commands() {
 		delete(sub.Annotations, "category-top")
 	}

@@ -184,7 +184,7 @@ func (c *berthCLI) pullForCreate(ctx context.Context, img string, o *createOptio
 	} else if p != nil {
 		platforms = append(platforms, *p)
 	}
-	resp, err := api.ImagePull(ctx, img, client.ImagePullOptions{Platforms: platforms})
+	resp, err := api.ImagePull(ctx, img, client.ImagePullOptions{Platforms: platforms, RegistryAuth: c.encodedAuth(img)})
 	if err != nil {
 		return err
 	}

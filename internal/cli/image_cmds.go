@@ -391,7 +391,7 @@ func (c *berthCLI) runPull(ctx context.Context, name string, all, quiet bool, pl
 	if err != nil {
 		return err
 	}
-	rc, err := api.ImagePull(ctx, reference.FamiliarString(named), client.ImagePullOptions{All: all, Platforms: pls})
+	rc, err := api.ImagePull(ctx, reference.FamiliarString(named), client.ImagePullOptions{All: all, Platforms: pls, RegistryAuth: c.encodedAuth(named.String())})
 	if err != nil {
 		return err
 	}

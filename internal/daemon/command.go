@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/spf13/cobra"
 )
 
@@ -28,5 +29,7 @@ func NewCommand() *cobra.Command {
 	f.StringArrayVar(&opts.AddRuntimes, "add-runtime", nil, "Register an additional OCI runtime (NAME=PATH)")
 	f.StringVar(&opts.DefaultRuntime, "default-runtime", "", `Default OCI runtime for containers (default "berth")`)
 	f.StringVar(&opts.CgroupParent, "cgroup-parent", "/berth", "Parent cgroup for all containers")
+	f.StringArrayVar(&opts.InsecureRegistries, "insecure-registry", nil, "Enable insecure registry communication (host[:port] or CIDR)")
+	f.StringVar(&opts.CertsDir, "registry-certs-dir", distribution.DefaultCertsDir, "Directory of per-registry CAs and client certificates (docker's certs.d layout: DIR/HOST[:PORT]/ca.crt)")
 	return cmd
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/content"
+	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/berth-engine/berth/internal/engine"
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/image"
@@ -46,6 +47,10 @@ type Options struct {
 	AddRuntimes    []string // name=path
 	DefaultRuntime string
 	CgroupParent   string
+	// InsecureRegistries are --insecure-registry values (host[:port] or
+	// CIDR); CertsDir is docker's certs.d layout for registry CAs.
+	InsecureRegistries []string
+	CertsDir           string
 }
 
 // Run runs the daemon until ctx ends or it receives SIGTERM/SIGINT.
@@ -101,6 +106,12 @@ func Run(ctx context.Context, opts Options) error {
 		Version:      version.Version,
 		StorageNote:  storageNote,
 		Logger:       log,
+		Registries:   distribution.Hosts{Insecure: opts.InsecureRegistries, CertsDir: opts.CertsDir},
+	}
+	for _, r := range opts.InsecureRegistries {
+		if err := distribution.ValidateInsecure(r); err != nil {
+			return err
+		}
 	}
 	svcs, err := engine.New(ctx, cfg, st, id)
 	if err != nil {
@@ -110,6 +121,8 @@ func Run(ctx context.Context, opts Options) error {
 		Containers: svcs.Containers,
 		Images:     svcs.Images,
 		System:     svcs.System,
+
+		Distribution: svcs.Images,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)

@@ -18,8 +18,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/moby/moby/api/types/registry"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -191,7 +191,8 @@ func (p *puller) pullOne(ctx context.Context, ref reference.Named) (*PullResult,
 		if digest.FromBytes(child.Manifest) != d.Digest {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest verification failed for digest %s", d.Digest))
 		}
-		toCommit = append(toCommit, top.Manifest)
+		// The index itself is not kept: images record the platform
+		// manifest, and the index digest lives on as the RepoDigest.
 		manifestBytes, manifestDigest = child.Manifest, d.Digest
 		if cm := sniffMediaType(child.Manifest); cm != "" && !isManifest(cm) {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unsupported manifest media type %q in manifest list", cm))

@@ -287,7 +287,7 @@ type rawManifest struct {
 	mt types.MediaType
 }
 
-func (r rawManifest) RawManifest() ([]byte, error)       { return r.b, nil }
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
 
 // blobLayer is a blob of the content store as a go-containerregistry

@@ -11,9 +11,11 @@ import (
 
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/content"
+	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Config is what the services need to know about the daemon they run in.
@@ -31,6 +33,12 @@ type Config struct {
 	// the preferred one (shown in info as a warning).
 	StorageNote string
 	Logger      *slog.Logger
+	// Registries says which registries are insecure and where their CAs
+	// are (--insecure-registry, certs.d).
+	Registries distribution.Hosts
+	// RegistryBackoff overrides the retry backoff of registry requests
+	// (tests); nil is go-containerregistry's default.
+	RegistryBackoff *remote.Backoff
 }
 
 // Stores are the persistent stores and drivers the services share.

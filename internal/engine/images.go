@@ -91,7 +91,7 @@ func (s *ImageService) Import(ctx context.Context, src io.Reader, opts api.Impor
 
 // Pull implements POST /images/create?fromImage=….
 func (s *ImageService) Pull(ctx context.Context, ref string, opts api.PullOptions, progress io.Writer) error {
-	return errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("cannot pull %s: berth cannot pull from registries yet; get images with `berth load` or `berth import`", ref))
+	return s.pull(ctx, ref, opts, progress)
 }
 
 // Load implements POST /images/load.
