@@ -145,12 +145,13 @@ func (p *puller) pullOne(ctx context.Context, ref reference.Named) (*PullResult,
 	if err != nil {
 		return nil, err
 	}
-	p.p.IDStatus(tagOrDigest(ref), "Pulling from "+reference.Path(ref))
-
 	top, err := p.rp.Get(ctx, gref)
 	if err != nil {
 		return nil, registryError("manifest", ref, err)
 	}
+	// As dockerd: nothing is streamed before the manifest is found, so a
+	// wrong name or tag is a plain error response.
+	p.p.IDStatus(tagOrDigest(ref), "Pulling from "+reference.Path(ref))
 	topDigest := digest.Digest(top.Digest.String())
 	mt := string(top.MediaType)
 	if !isIndex(mt) && !isManifest(mt) {
