@@ -175,6 +175,7 @@ func (c *berthCLI) runLogin(ctx context.Context, server, user, password string, 
 	}
 	if passwordStdin {
 		if user == "" {
+			//lint:ignore ST1005 docker's wording
 			return errors.New("Must provide --username with --password-stdin")
 		}
 		b, err := io.ReadAll(c.in)

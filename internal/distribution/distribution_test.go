@@ -162,12 +162,6 @@ func statuses(b *bytes.Buffer) string {
 	return strings.Join(s, "\n")
 }
 
-func blobCount(t *testing.T, cs content.Store) int {
-	n := 0
-	_ = cs.Walk(context.Background(), func(content.Info) error { n++; return nil })
-	return n
-}
-
 func TestPullByTagAndDigest(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -627,5 +621,3 @@ func TestRegistryHost(t *testing.T) {
 		}
 	}
 }
-
-

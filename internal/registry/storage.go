@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/opencontainers/go-digest"
@@ -310,13 +309,4 @@ func appendTo(path string, r io.Reader) (int64, error) {
 		err = cerr
 	}
 	return n, err
-}
-
-// modTime of a path, zero if missing.
-func modTime(path string) time.Time {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
-	}
-	return fi.ModTime()
 }
