@@ -32,7 +32,8 @@ func main() {
 func run() int {
 	var (
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
-		jobsFlag    = flag.String("jobs", "a,b,c", "jobs to run: a (latency), b (throughput), c (idle memory)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push)")
+		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
 		runs        = flag.Int("runs", 30, "measured runs per engine for job (a)")
 		warmup      = flag.Int("warmup", 3, "warm-up runs per engine for job (a)")
 		binDir      = flag.String("bin", "./bin", "directory with the berth binaries (berth, berth-shim, berth-runtime)")
@@ -55,7 +56,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -205,6 +206,9 @@ func run() int {
 
 	if len(activeEngines) > 0 {
 		measure(ctx, rep, jobs, *warmup, *runs, *tpN, *parallel, *memN, *settle)
+		if slices.Contains(jobs, "r") && ctx.Err() == nil {
+			rep.Registry = jobRegistry(ctx, activeEngines, *binDir, root, tarPath, max(*regRuns, 1))
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -213,6 +217,7 @@ func run() int {
 	rep.Host.LoadEnd = loadavg()
 	rep.checkTargets()
 	rep.printTable(os.Stdout)
+	printRegistry(os.Stdout, rep.Registry, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -230,6 +235,9 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Memory {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Registry {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

@@ -23,6 +23,7 @@ type report struct {
 	Latency    map[string]*latencyResult    `json:"latency,omitempty"`
 	Throughput map[string]*throughputResult `json:"throughput,omitempty"`
 	Memory     map[string]*memoryResult     `json:"memory,omitempty"`
+	Registry   map[string]*registryResult   `json:"registry,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }

@@ -1,0 +1,175 @@
+package integration
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/berth-engine/berth/internal/testutil"
+)
+
+// stallingProxy forwards to a registry, but serves only the first half of
+// one blob and then stalls until released, so a test can interrupt a pull
+// at a known point without timing anything.
+type stallingProxy struct {
+	upstream string
+	blob     string // digest whose download stalls
+	halfway  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	stalling bool
+}
+
+func (p *stallingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.upstream+r.URL.RequestURI(), r.Body)
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	p.mu.Lock()
+	stall := p.stalling && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+p.blob)
+	p.mu.Unlock()
+	w.WriteHeader(resp.StatusCode)
+	if !stall {
+		_, _ = io.Copy(w, resp.Body)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_, _ = w.Write(body[:len(body)/2])
+	w.(http.Flusher).Flush()
+	p.once.Do(func() { close(p.halfway) })
+	<-p.release
+	panic(http.ErrAbortHandler) // the connection ends short
+}
+
+func TestPullInterruptedByDaemonKill9(t *testing.T) {
+	d := daemonWithBusybox(t)
+	reg := testutil.StartRegistry(t, binDir)
+	mustCfgBerth(t, d, "tag", "busybox", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "push", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "rmi", "busybox", reg.Addr+"/bb:v1")
+
+	// The layer blob is the biggest file in the registry's storage.
+	entries, _ := os.ReadDir(filepath.Join(reg.Root, "blobs", "sha256"))
+	var blob string
+	var size int64
+	for _, e := range entries {
+		if fi, _ := e.Info(); fi.Size() > size {
+			blob, size = e.Name(), fi.Size()
+		}
+	}
+	p := &stallingProxy{upstream: reg.Addr, blob: "sha256:" + blob, halfway: make(chan struct{}), release: make(chan struct{}), stalling: true}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-p.release:
+		default:
+			close(p.release)
+		}
+	}()
+	name := strings.TrimPrefix(srv.URL, "http://") + "/bb:v1"
+
+	cmd := d.Cmd("pull", name)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pullDone := make(chan error, 1)
+	go func() { pullDone <- cmd.Wait() }()
+	select {
+	case <-p.halfway:
+	case err := <-pullDone:
+		t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
+	}
+	// Half the layer is in the daemon's ingest: crash it there.
+	d.Kill9(t)
+	close(p.release)
+	if err := <-pullDone; err == nil {
+		t.Fatalf("pull succeeded although the daemon died:\n%s", out.String())
+	}
+
+	d.Start(t)
+	if out := mustCfgBerth(t, d, "images", "-aq"); strings.TrimSpace(out) != "" {
+		t.Errorf("an interrupted pull left an image: %s", out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "content", "ingest")); len(ents) != 0 {
+		t.Errorf("ingests left after restart: %d", len(ents))
+	}
+	if _, err := os.Stat(filepath.Join(d.DataRoot, "content", "blobs", "sha256", blob)); err == nil {
+		t.Errorf("the half-downloaded blob is visible")
+	}
+	// Pulling again completes.
+	p.mu.Lock()
+	p.stalling = false
+	p.mu.Unlock()
+	o := mustCfgBerth(t, d, "pull", name)
+	assertContains(t, "pull after the crash", o, "Pull complete", "Status: Downloaded newer image")
+	if got := mustCfgBerth(t, d, "run", "--rm", name, "echo", "whole"); got != "whole\n" {
+		t.Errorf("run: %q", got)
+	}
+}
+
+func TestPullInterruptedByRegistryDeath(t *testing.T) {
+	d := daemonWithBusybox(t)
+	reg := testutil.StartRegistry(t, binDir)
+	mustCfgBerth(t, d, "tag", "busybox", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "push", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "rmi", "busybox", reg.Addr+"/bb:v1")
+	entries, _ := os.ReadDir(filepath.Join(reg.Root, "blobs", "sha256"))
+	var blob string
+	var size int64
+	for _, e := range entries {
+		if fi, _ := e.Info(); fi.Size() > size {
+			blob, size = e.Name(), fi.Size()
+		}
+	}
+	p := &stallingProxy{upstream: reg.Addr, blob: "sha256:" + blob, halfway: make(chan struct{}), release: make(chan struct{}), stalling: true}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	name := strings.TrimPrefix(srv.URL, "http://") + "/bb:v1"
+	cmd := d.Cmd("pull", name)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pullDone := make(chan error, 1)
+	go func() { pullDone <- cmd.Wait() }()
+	select {
+	case <-p.halfway:
+	case err := <-pullDone:
+		t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
+	}
+	// The registry goes away mid-blob (the connection is cut).
+	p.mu.Lock()
+	p.stalling = false
+	p.mu.Unlock()
+	close(p.release)
+	err := <-pullDone
+	if err == nil {
+		// A retry may complete the pull through the healed proxy; that
+		// is fine too, as long as the image is whole.
+		mustCfgBerth(t, d, "run", "--rm", name, "true")
+		return
+	}
+	if o := mustCfgBerth(t, d, "images", "-aq"); strings.TrimSpace(o) != "" {
+		t.Errorf("a failed pull left an image: %s", o)
+	}
+	mustCfgBerth(t, d, "pull", name)
+	mustCfgBerth(t, d, "run", "--rm", name, "true")
+}
