@@ -33,6 +33,22 @@ type LayerUnpacker interface {
 	UnpackLayer(ctx context.Context, parent string, chainID, diffID digest.Digest, desc ocispec.Descriptor, wrap func(io.Reader) io.Reader) error
 }
 
+// LayerStager is an optional capability of a LayerUnpacker: extracting a
+// layer before its parent is unpacked, so that a pull extracts its layers
+// in parallel. A StageLayer or Commit error matching errdefs.ErrNotImplemented
+// makes the pull unpack that layer the ordinary way.
+type LayerStager interface {
+	StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, wrap func(io.Reader) io.Reader) (StagedLayer, error)
+}
+
+// StagedLayer is a layer extracted ahead of its parent.
+type StagedLayer interface {
+	// Commit makes the staged layer the snapshot chainID on parent.
+	Commit(ctx context.Context, parent string, chainID digest.Digest) error
+	// Discard removes a staged layer that will not be committed.
+	Discard()
+}
+
 // Client pulls and pushes images between berth's stores and registries.
 type Client struct {
 	Hosts    *Hosts

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -477,6 +478,53 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 			return nil
 		})
 	}
+	// Layers that can be extracted ahead of their parents (overlay2) are
+	// staged in parallel as they arrive and committed in order; the others
+	// unpack in order.
+	stager, _ := p.c.Unpacker.(LayerStager)
+	type stageResult struct {
+		st  StagedLayer
+		err error
+	}
+	staged := make([]chan stageResult, n)
+	for i := range staged {
+		staged[i] = make(chan stageResult, 1)
+	}
+	wrapFor := func(i int) func(io.Reader) io.Reader {
+		return func(r io.Reader) io.Reader {
+			if !fetched[i] {
+				return r
+			}
+			return &progressReader{r: r, p: p.p, id: shortID(layers[i].Digest), status: "Extracting", total: layers[i].Size}
+		}
+	}
+	if stager != nil {
+		stageSem := make(chan struct{}, max(runtime.NumCPU(), 2))
+		for i, l := range layers {
+			if p.c.Unpacker.HasLayer(ctx, chains[i]) {
+				staged[i] <- stageResult{}
+				continue
+			}
+			g.Go(func() error {
+				select {
+				case <-done[i]:
+				case <-gctx.Done():
+					staged[i] <- stageResult{err: gctx.Err()}
+					return nil
+				}
+				select {
+				case stageSem <- struct{}{}:
+				case <-gctx.Done():
+					staged[i] <- stageResult{err: gctx.Err()}
+					return nil
+				}
+				st, err := stager.StageLayer(gctx, diffIDs[i], l, wrapFor(i))
+				<-stageSem
+				staged[i] <- stageResult{st: st, err: err}
+				return nil
+			})
+		}
+	}
 	g.Go(func() error {
 		parent := ""
 		for i, l := range layers {
@@ -485,16 +533,37 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			if p.c.Unpacker != nil && !p.c.Unpacker.HasLayer(gctx, chains[i]) {
-				id := shortID(l.Digest)
-				wrap := func(r io.Reader) io.Reader {
-					if !fetched[i] {
-						return r
+			if p.c.Unpacker != nil {
+				var sr stageResult
+				if stager != nil {
+					select {
+					case sr = <-staged[i]:
+					case <-gctx.Done():
+						return gctx.Err()
 					}
-					return &progressReader{r: r, p: p.p, id: id, status: "Extracting", total: l.Size}
 				}
-				if err := p.c.Unpacker.UnpackLayer(gctx, parent, chains[i], diffIDs[i], l, wrap); err != nil {
-					return fmt.Errorf("failed to register layer: %w", err)
+				if sr.err != nil && !errdefs.IsNotImplemented(sr.err) {
+					return fmt.Errorf("failed to register layer: %w", sr.err)
+				}
+				switch {
+				case p.c.Unpacker.HasLayer(gctx, chains[i]):
+					if sr.st != nil {
+						sr.st.Discard()
+					}
+				case sr.st != nil:
+					err := sr.st.Commit(gctx, parent, chains[i])
+					if err != nil && !errdefs.IsNotImplemented(err) {
+						return fmt.Errorf("failed to register layer: %w", err)
+					}
+					if err != nil {
+						if err := p.c.Unpacker.UnpackLayer(gctx, parent, chains[i], diffIDs[i], l, wrapFor(i)); err != nil {
+							return fmt.Errorf("failed to register layer: %w", err)
+						}
+					}
+				default:
+					if err := p.c.Unpacker.UnpackLayer(gctx, parent, chains[i], diffIDs[i], l, wrapFor(i)); err != nil {
+						return fmt.Errorf("failed to register layer: %w", err)
+					}
 				}
 			}
 			if fetched[i] {
@@ -504,5 +573,16 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 		}
 		return nil
 	})
-	return g.Wait()
+	err := g.Wait()
+	// Staged layers never committed (an error ended the pull).
+	for i := range staged {
+		select {
+		case r := <-staged[i]:
+			if r.st != nil {
+				r.st.Discard()
+			}
+		default:
+		}
+	}
+	return err
 }

@@ -1,10 +1,15 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/distribution"
@@ -12,6 +17,8 @@ import (
 	"github.com/berth-engine/berth/internal/version"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	kgzip "github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/moby/go-archive/compression"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
@@ -27,7 +34,7 @@ func (s *ImageService) distClient() *distribution.Client {
 		Hosts:     &hosts,
 		Content:   s.st.Content,
 		Images:    s.st.Images,
-		Unpacker:  unpackerAdapter{u: s.unpack},
+		Unpacker:  unpackerAdapter{u: s.unpack, dataRoot: s.cfg.DataRoot},
 		Backoff:   s.cfg.RegistryBackoff,
 		UserAgent: "berth/" + version.Version,
 	}
@@ -120,7 +127,10 @@ func (s *ImageService) Login(ctx context.Context, ac *registry.AuthConfig) (regi
 
 // unpackerAdapter lets the distribution client unpack layers as they
 // arrive, through the engine's unpacker (one unpack per chain at a time).
-type unpackerAdapter struct{ u *unpacker }
+type unpackerAdapter struct {
+	u        *unpacker
+	dataRoot string
+}
 
 func (a unpackerAdapter) HasLayer(ctx context.Context, chain digest.Digest) bool {
 	_, err := a.u.st.Snapshots.Stat(ctx, chain.String())
@@ -142,10 +152,86 @@ func (a unpackerAdapter) UnpackLayer(ctx context.Context, parent string, chain, 
 	if wrap != nil {
 		r = wrap(r)
 	}
-	dec, err := compression.DecompressStream(r)
+	dec, err := decompress(r)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", desc.Digest, err)
 	}
 	defer dec.Close()
 	return snapshot.Unpack(ctx, a.u.st.Snapshots, parent, chain, diffID, dec)
 }
+
+// decompress opens a layer stream whatever its compression (detected from
+// its first bytes, so a wrong media type does no harm), with klauspost's
+// gzip and zstd decoders, which are about twice as fast as the standard
+// library's gzip and run the zstd decoder concurrently with its reader.
+func decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, _ := br.Peek(4)
+	switch {
+	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+		zr, err := kgzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return zr, nil
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderLowmem(false))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	// Uncompressed, or a compression only go-archive knows (bzip2, xz).
+	return compression.DecompressStream(br)
+}
+
+// stagingRoot is where layers are extracted ahead of their parents: on
+// the data-root's filesystem, so moving them into a snapshot is a rename.
+func (a unpackerAdapter) stagingRoot() string {
+	return filepath.Join(a.dataRoot, "tmp", "unpack")
+}
+
+// StageLayer implements distribution.LayerStager on overlay2.
+func (a unpackerAdapter) StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, wrap func(io.Reader) io.Reader) (distribution.StagedLayer, error) {
+	if !snapshot.CanStage(a.u.st.Snapshots) || a.dataRoot == "" {
+		return nil, errdefs.ErrNotImplemented.WithMessage("staged unpack needs overlay2")
+	}
+	stagingOnce.Do(func() {
+		// Left over from a daemon that died mid-pull: nothing uses them.
+		_ = os.RemoveAll(a.stagingRoot())
+	})
+	blob, err := a.u.st.Content.Open(ctx, desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	defer blob.Close()
+	var r io.Reader = blob
+	if wrap != nil {
+		r = wrap(r)
+	}
+	dec, err := decompress(r)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	defer dec.Close()
+	st, err := snapshot.StageLayer(ctx, a.u.st.Snapshots, a.stagingRoot(), diffID, dec)
+	if err != nil {
+		return nil, err
+	}
+	return stagedLayer{a: a, st: st}, nil
+}
+
+var stagingOnce sync.Once
+
+type stagedLayer struct {
+	a  unpackerAdapter
+	st *snapshot.Staged
+}
+
+func (s stagedLayer) Commit(ctx context.Context, parent string, chain digest.Digest) error {
+	unlock := s.a.u.lock(chain)
+	defer unlock()
+	return snapshot.CommitStaged(ctx, s.a.u.st.Snapshots, parent, chain, s.st)
+}
+
+func (s stagedLayer) Discard() { s.st.Remove() }

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	_ "crypto/sha256" // digest algorithms used by layer diff IDs
@@ -154,15 +155,17 @@ func applyVerified(ctx context.Context, mounts []Mount, alg digest.Algorithm, la
 	pr, pw := io.Pipe()
 	copied := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(io.MultiWriter(pw, digester.Hash()), ctxReader{ctx: ctx, r: layer})
+		// Big chunks: every write is a hand-over between goroutines.
+		_, err := io.CopyBuffer(io.MultiWriter(pw, digester.Hash()), ctxReader{ctx: ctx, r: layer}, make([]byte, 1<<20))
 		pw.CloseWithError(err)
 		copied <- err
 	}()
 
-	err := applyLayer(mounts, pr)
+	br := bufio.NewReaderSize(pr, 1<<20)
+	err := applyLayer(mounts, br)
 	if err == nil {
 		// Hash the rest: tar padding after the end marker is part of the blob.
-		_, err = io.Copy(io.Discard, pr)
+		_, err = io.Copy(io.Discard, br)
 	}
 	pr.CloseWithError(errApplyDone)
 	cerr := <-copied

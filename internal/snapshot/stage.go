@@ -1,0 +1,206 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Staged is a layer extracted before its parent is unpacked, so that the
+// layers of a pull extract in parallel: on overlay2 a layer's directory
+// holds only its own changes (whiteouts as 0/0 devices, opaque directories
+// as xattrs), which do not depend on what lies below. CommitStaged later
+// moves the files into a snapshot prepared on the parent — a rename, no
+// copy — and commits it under the chain ID.
+//
+//	st, _ := snapshot.StageLayer(ctx, sn, stagingRoot, diffID, layerTar) // in parallel
+//	…
+//	snapshot.CommitStaged(ctx, sn, parent, chainID, st)                  // in order
+type Staged struct {
+	dir    string
+	diffID digest.Digest
+}
+
+// CanStage reports whether sn's layers can be extracted ahead of their
+// parents (overlay2; the vfs driver copies its parent into each layer).
+func CanStage(sn Snapshotter) bool {
+	return sn.Name() == "overlay2"
+}
+
+// StageLayer extracts an uncompressed layer stream into a new directory
+// under stagingRoot (which must be on the snapshotter's filesystem for the
+// move to be a rename) and verifies it against diffID; a stream that does
+// not match leaves nothing and fails with errdefs.ErrInvalidArgument.
+func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID digest.Digest, layer io.Reader) (*Staged, error) {
+	if !CanStage(sn) {
+		return nil, errdefs.ErrNotImplemented.WithMessage("staged unpack needs overlay2")
+	}
+	if err := diffID.Validate(); err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("stage layer: diff ID %q: %v", diffID, err))
+	}
+	if err := os.MkdirAll(stagingRoot, 0o700); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(stagingRoot, "stage-")
+	if err != nil {
+		return nil, err
+	}
+	// The layer's root directory starts as an overlay upper does.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	st := &Staged{dir: dir, diffID: diffID}
+	got, err := applyVerified(ctx, []Mount{{Type: "overlay", Options: []string{"upperdir=" + dir}}}, diffID.Algorithm(), layer)
+	if err == nil && got != diffID {
+		err = errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unpack layer %s: content has digest %s", diffID, got))
+	}
+	if err != nil {
+		st.Remove()
+		return nil, err
+	}
+	return st, nil
+}
+
+// Remove deletes what is left of a staged layer.
+func (st *Staged) Remove() {
+	if st == nil || st.dir == "" {
+		return
+	}
+	if err := os.RemoveAll(st.dir); err != nil {
+		slog.Warn("remove staged layer", "dir", st.dir, "err", err)
+	}
+}
+
+// CommitStaged prepares chainID on parent, moves the staged files into it
+// and commits it. A chain that is already committed wins (the staged copy is
+// dropped). On error nothing is committed; the caller may Remove st and
+// unpack the layer the ordinary way.
+func CommitStaged(ctx context.Context, sn Snapshotter, parent string, chainID digest.Digest, st *Staged) (retErr error) {
+	if err := chainID.Validate(); err != nil {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("commit staged layer: chain ID %q: %v", chainID, err))
+	}
+	if err := checkChainID(parent, chainID, st.diffID); err != nil {
+		return err
+	}
+	defer st.Remove()
+	if done, err := committed(ctx, sn, chainID.String()); done || err != nil {
+		return err
+	}
+	key, err := extractKey(chainID)
+	if err != nil {
+		return err
+	}
+	mounts, err := sn.Prepare(ctx, key, parent, WithLabels(map[string]string{"berth.unpack.diffid": st.diffID.String()}))
+	if err != nil {
+		return fmt.Errorf("commit staged layer %s: %w", st.diffID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil && !errdefs.IsNotFound(err) {
+				slog.Warn("remove snapshot of failed staged unpack", "key", key, "err", err)
+			}
+		}
+	}()
+	target, ok := UpperDir(mounts)
+	if !ok && len(mounts) == 1 && mounts[0].Type == "bind" && !readOnly(mounts[0].Options) {
+		target, ok = mounts[0].Source, true
+	}
+	if !ok {
+		return errdefs.ErrNotImplemented.WithMessage("commit staged layer: the snapshot has no directory to move into")
+	}
+	if err := moveTree(st.dir, target); err != nil {
+		return fmt.Errorf("commit staged layer %s: %w", st.diffID, err)
+	}
+	if err := sn.Commit(ctx, chainID.String(), key); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			if done, cerr := committed(ctx, sn, chainID.String()); done && cerr == nil {
+				if rerr := sn.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
+					slog.Warn("remove duplicate unpack", "key", key, "err", rerr)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("commit staged layer %s: commit %s: %w", st.diffID, chainID, err)
+	}
+	return nil
+}
+
+// moveTree renames every entry of src into the (empty) directory dst and
+// gives dst src's mode, owner and extended attributes (a layer may set
+// those of its root, e.g. an opaque root).
+func moveTree(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			var le *os.LinkError
+			if errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV) {
+				return errdefs.ErrNotImplemented.WithMessage("staging directory is on another filesystem")
+			}
+			return err
+		}
+	}
+	var stt unix.Stat_t
+	if err := unix.Lstat(src, &stt); err != nil {
+		return err
+	}
+	if err := os.Chmod(dst, os.FileMode(stt.Mode&0o7777)); err != nil {
+		return err
+	}
+	if err := os.Lchown(dst, int(stt.Uid), int(stt.Gid)); err != nil {
+		return err
+	}
+	return copyXattrs(src, dst)
+}
+
+func copyXattrs(src, dst string) error {
+	n, err := unix.Llistxattr(src, nil)
+	if err != nil || n == 0 {
+		return nil //nolint:nilerr // no xattrs (or none supported): nothing to carry
+	}
+	buf := make([]byte, n)
+	n, err = unix.Llistxattr(src, buf)
+	if err != nil {
+		return nil //nolint:nilerr
+	}
+	for _, name := range splitNull(buf[:n]) {
+		sz, err := unix.Lgetxattr(src, name, nil)
+		if err != nil {
+			continue
+		}
+		val := make([]byte, sz)
+		if sz, err = unix.Lgetxattr(src, name, val); err != nil {
+			continue
+		}
+		if err := unix.Lsetxattr(dst, name, val[:sz], 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func splitNull(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == 0 {
+			if i > start {
+				out = append(out, string(b[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
