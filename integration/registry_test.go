@@ -248,3 +248,56 @@ func TestRegistryCorruptBlobStoresNothing(t *testing.T) {
 	os.WriteFile(p, b, 0o644)
 	mustCfgBerth(t, d, "pull", name)
 }
+
+// TestRegistryCredentialHelper: with credHelpers in config.json, login
+// stores through docker-credential-<helper> and pulls read through it; the
+// password never lands in config.json.
+func TestRegistryCredentialHelper(t *testing.T) {
+	d := daemonWithBusybox(t)
+	line, err := registry.HashPassword("bob", "pw2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(d.Root, "htpasswd")
+	os.WriteFile(pw, []byte(line+"\n"), 0o600)
+	reg := testutil.StartRegistry(t, binDir, "--htpasswd", pw)
+
+	helperDir := filepath.Join(d.Root, "helper")
+	os.MkdirAll(helperDir, 0o755)
+	store := filepath.Join(helperDir, "creds.json")
+	script := "#!/bin/sh\ncase \"$1\" in\nstore) cat > " + store + " ;;\nget) read server; if [ -f " + store + " ]; then cat " + store + "; else echo 'credentials not found in native keychain'; exit 1; fi ;;\nerase) rm -f " + store + " ;;\nlist) echo '{}' ;;\nesac\n"
+	if err := os.WriteFile(filepath.Join(helperDir, "docker-credential-berthtest"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgDir := filepath.Join(d.Root, "dockercfg")
+	os.MkdirAll(cfgDir, 0o700)
+	os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"credHelpers":{"`+reg.Addr+`":"berthtest"}}`), 0o600)
+	run := func(stdin string, args ...string) testutil.Result {
+		cmd := d.Cmd(args...)
+		cmd.Env = append(cmd.Env, "DOCKER_CONFIG="+cfgDir, "PATH="+helperDir+":"+os.Getenv("PATH"))
+		return testutil.Run(t, cmd, stdin)
+	}
+	if r := run("pw2\n", "login", "-u", "bob", "--password-stdin", reg.Addr); r.ExitCode != 0 || !strings.Contains(r.Stdout, "Login Succeeded") {
+		t.Fatalf("login: %s", r)
+	}
+	if b, _ := os.ReadFile(store); !strings.Contains(string(b), `"Secret":"pw2"`) {
+		t.Errorf("the helper did not get the credentials: %s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json")); strings.Contains(string(b), "pw2") || strings.Contains(string(b), `"auth"`) {
+		t.Errorf("the password landed in config.json: %s", b)
+	}
+	run("", "tag", "busybox", reg.Addr+"/h:v1")
+	if r := run("", "push", reg.Addr+"/h:v1"); r.ExitCode != 0 {
+		t.Fatalf("push through the helper's credentials: %s", r)
+	}
+	run("", "rmi", reg.Addr+"/h:v1")
+	if r := run("", "pull", reg.Addr+"/h:v1"); r.ExitCode != 0 {
+		t.Fatalf("pull through the helper's credentials: %s", r)
+	}
+	if r := run("", "logout", reg.Addr); r.ExitCode != 0 {
+		t.Fatalf("logout: %s", r)
+	}
+	if _, err := os.Stat(store); err == nil {
+		t.Errorf("logout did not erase through the helper")
+	}
+}
