@@ -2,6 +2,7 @@ package distribution
 
 import (
 	"archive/tar"
+	"crypto/rand"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -331,7 +332,11 @@ func (l *lying) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b[len(b)/2] ^= 0xff
 		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 		w.Write(b)
-	case "truncate":
+	case "truncate", "truncate-once":
+		if l.mode == "truncate-once" && l.hits.Add(1) > 1 {
+			w.Write(b)
+			return
+		}
 		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 		w.Write(b[:len(b)/2])
 		// the handler returns: the connection ends short
@@ -412,6 +417,26 @@ func TestPullBadRegistriesStoreNothing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPullRetriesCutDownloads(t *testing.T) {
+	l := &lying{h: ggcrregistry.New(ggcrregistry.Logger(nopLogger()))}
+	e := newEnv(t, l)
+	// Incompressible, so the half that is sent leaves the server's buffers.
+	noise := make([]byte, 256<<10)
+	rand.Read(noise)
+	img := testImage(t, hostV1Platform(), false, tarLayer(t, "b", string(noise), compression.GZip))
+	write(t, e, "app:v1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	l.target, l.mode = ld.String(), "truncate-once"
+	var buf bytes.Buffer
+	if _, err := e.c.Pull(context.Background(), e.ref(t, "app:v1"), PullOptions{Progress: NewProgress(&buf)}); err != nil {
+		t.Fatalf("pull with one cut download: %v", err)
+	}
+	if got := statuses(&buf); !strings.Contains(got, "Retrying in 1 second") {
+		t.Errorf("no retry reported (%d blob GETs):\n%s", l.hits.Load(), got)
 	}
 }
 

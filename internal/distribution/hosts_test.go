@@ -13,9 +13,11 @@ import (
 // certs.d: a registry whose certificate is signed by a CA found under
 // <certs.d>/<host:port>/ca.crt is trusted; without it the TLS handshake fails.
 func TestCertsDirCA(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("{}"))
 	}))
+	srv.Config.ErrorLog = nopLogger() // the refused handshake is expected
+	srv.StartTLS()
 	defer srv.Close()
 	dir := t.TempDir()
 	host := "myreg.test:5000"

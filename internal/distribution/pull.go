@@ -389,6 +389,34 @@ func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec
 	return nil
 }
 
+// downloadRetries is how often a layer download cut short (a reset
+// connection, a registry that went away) is restarted, as dockerd does.
+const downloadRetries = 5
+
+// downloadWithRetries downloads a layer, restarting it with backoff when
+// the transfer breaks; wrong content (a digest mismatch) and registry
+// refusals are not retried.
+func (p *puller) downloadWithRetries(ctx context.Context, ref reference.Named, l ocispec.Descriptor, id string) error {
+	delay := time.Second
+	if p.c.Backoff != nil {
+		delay = p.c.Backoff.Duration
+	}
+	for attempt := 1; ; attempt++ {
+		err := p.download(ctx, ref, l, id, isForeign(l.MediaType))
+		if err == nil || !errdefs.IsUnavailable(err) || attempt > downloadRetries || ctx.Err() != nil {
+			return err
+		}
+		secs := int(delay.Round(time.Second) / time.Second)
+		p.p.Layer(id, fmt.Sprintf("Retrying in %d second%s", max(secs, 1), map[bool]string{true: "", false: "s"}[max(secs, 1) == 1]))
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		delay *= 2
+	}
+}
+
 // isVerifyError recognises go-containerregistry's digest check failing at
 // the end of a blob (the bytes were complete but wrong).
 func isVerifyError(err error) bool {
@@ -468,7 +496,7 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 			}
 			defer func() { <-sem }()
 			id := shortID(l.Digest)
-			if err := p.download(gctx, ref, l, id, isForeign(l.MediaType)); err != nil {
+			if err := p.downloadWithRetries(gctx, ref, l, id); err != nil {
 				return err
 			}
 			p.p.Layer(id, "Download complete")
