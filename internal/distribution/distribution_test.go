@@ -2,9 +2,9 @@ package distribution
 
 import (
 	"archive/tar"
-	"crypto/rand"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
