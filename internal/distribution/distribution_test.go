@@ -646,3 +646,61 @@ func TestRegistryHost(t *testing.T) {
 		}
 	}
 }
+
+// A foreign (non-distributable) layer the registry does not have is fetched
+// from its URLs, and verified like any other; a push never uploads it.
+func TestForeignLayer(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	fl := tarLayer(t, "win", "base layer", compression.GZip)
+	blob, _ := fl.Compressed()
+	b, _ := io.ReadAll(blob)
+	urlSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(b) }))
+	defer urlSrv.Close()
+	base := testImage(t, hostV1Platform(), false)
+	img, err := mutate.Append(base, mutate.Addendum{Layer: fl, MediaType: types.DockerForeignLayer, URLs: []string{urlSrv.URL + "/base.tar.gz"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.AppendLayers(img, tarLayer(t, "app", "app", compression.GZip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, e, "foreign:v1", img)
+	fd, _ := fl.Digest()
+	blobAt := func(repo string) int {
+		r, err := http.Get(e.srv.URL + "/v2/" + repo + "/blobs/" + fd.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	// go-containerregistry uploaded it anyway; the registry must not have it.
+	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/v2/foreign/blobs/"+fd.String(), nil)
+	if r, err := http.DefaultClient.Do(req); err == nil {
+		r.Body.Close()
+	}
+	if c := blobAt("foreign"); c != http.StatusNotFound {
+		t.Fatalf("the registry has the foreign layer: %d", c)
+	}
+	res, err := e.c.Pull(ctx, e.ref(t, "foreign:v1"), PullOptions{})
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if res.Image.Layers[0].MediaType != MediaTypeDockerForeignLayer || len(res.Image.Layers[0].URLs) != 1 {
+		t.Errorf("foreign layer recorded as %+v", res.Image.Layers[0])
+	}
+	if _, err := e.cs.Info(ctx, res.Image.Layers[0].Digest); err != nil {
+		t.Errorf("foreign layer not stored: %v", err)
+	}
+	if err := e.is.AddReference(ctx, e.ref(t, "copy:v1"), res.Image.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Push(ctx, e.ref(t, "copy:v1"), PushOptions{}); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if c := blobAt("copy"); c != http.StatusNotFound {
+		t.Errorf("the foreign layer was pushed: %d", c)
+	}
+}

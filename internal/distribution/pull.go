@@ -453,8 +453,9 @@ func (p *puller) openBlob(ctx context.Context, ref reference.Named, desc ocispec
 	return nil, registryError("blob", ref, err)
 }
 
-// fetchLayers downloads the missing layers in parallel and unpacks them in
-// order as they arrive (layer n is unpacked while n+1… still download).
+// fetchLayers downloads the missing layers in parallel (those beyond the
+// job limit report "Waiting", as docker's) and unpacks them as they arrive:
+// staged in parallel where the snapshotter allows it, committed in order.
 func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []ocispec.Descriptor, diffIDs []digest.Digest) error {
 	chains := image.ChainIDs(diffIDs)
 	n := len(layers)
@@ -489,13 +490,18 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 			continue
 		}
 		g.Go(func() error {
+			id := shortID(l.Digest)
 			select {
 			case sem <- struct{}{}:
-			case <-gctx.Done():
-				return gctx.Err()
+			default:
+				p.p.Layer(id, "Waiting")
+				select {
+				case sem <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
 			defer func() { <-sem }()
-			id := shortID(l.Digest)
 			if err := p.downloadWithRetries(gctx, ref, l, id); err != nil {
 				return err
 			}
