@@ -170,11 +170,10 @@ func (r *reaper) awaitExit(pid int) {
 	}
 	f := os.NewFile(fd, "pidfd")
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err == nil {
+	if rc, err := f.SyscallConn(); err == nil {
 		// The callback is first called before any wait, and catches an
-		// exit that already happened.
-		err = rc.Read(func(fd uintptr) bool { return pollReady(int(fd)) })
+		// exit that already happened. If the poller fails, pollFor polls.
+		_ = rc.Read(func(fd uintptr) bool { return pollReady(int(fd)) })
 	}
 	// A readable pidfd does not always mean the child can be reaped yet:
 	// under ptrace the tracer sees the zombie first. So sweep until it
