@@ -16,7 +16,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	d := daemonWithBusybox(t)
 	d.MustBerth(t, "run", "--name", "keep", "busybox", "true")
 	state := func() string {
-		return d.MustBerth(t, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Status}}") +
+		return d.MustBerth(t, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}") +
 			d.MustBerth(t, "images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}")
 	}
 	before := state()

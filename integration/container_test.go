@@ -405,3 +405,57 @@ func TestRuntimeRunc(t *testing.T) {
 		t.Errorf("info runtimes: %q", info)
 	}
 }
+
+// Behaviours checked against docker's where berth once differed.
+func TestDockerParityEdges(t *testing.T) {
+	d := daemonWithBusybox(t)
+
+	// An unknown network is found missing at start, not at create (a 404
+	// from create would send the CLI looking for the image).
+	r := d.Berth(t, "run", "--name", "nonet", "--network", "nosuch", "busybox", "true")
+	if r.ExitCode != 125 || !strings.Contains(r.Stderr, "network nosuch not found") || strings.Contains(r.Stderr, "Unable to find image") {
+		t.Fatalf("run --network nosuch: %s", r)
+	}
+	// A container whose first start failed is still "created", with the
+	// start's error and exit code, as in docker.
+	r = d.Berth(t, "run", "--name", "nocmd", "busybox", "no-such-command")
+	if r.ExitCode != 127 {
+		t.Fatalf("run of a missing command: %s", r)
+	}
+	if got := inspectField(t, d, "nocmd", "{{.State.Status}} {{.State.ExitCode}}"); got != "created 127" {
+		t.Errorf("after a failed first start: %q", got)
+	}
+
+	// start -a of an exited container runs it again and streams its output.
+	d.MustBerth(t, "run", "--name", "again", "busybox", "echo", "hi")
+	r = d.Berth(t, "start", "-a", "again")
+	if r.ExitCode != 0 || r.Stdout != "hi\n" {
+		t.Fatalf("start -a of an exited container: %s", r)
+	}
+
+	// kill of a stopped container: one prefix, docker's wording.
+	r = d.Berth(t, "kill", "again")
+	if r.ExitCode == 0 || strings.Count(r.Stderr, "cannot kill container") != 1 || !strings.Contains(r.Stderr, "is not running") {
+		t.Errorf("kill of a stopped container: %s", r)
+	}
+
+	// ps filters on things berth containers do not have match as docker's do.
+	ps := func(filter string) string {
+		t.Helper()
+		return strings.Join(lines(d.MustBerth(t, "ps", "-a", "--format", "{{.Names}}", "--filter", "name=again", "--filter", filter)), ",")
+	}
+	for filter, want := range map[string]string{
+		"network=bridge": "again", "network=host": "",
+		"is-task=false": "again", "is-task=true": "",
+		"health=none": "again", "health=healthy": "",
+		"volume=data": "", "publish=80": "", "expose=80": "",
+		"isolation=default": "again",
+	} {
+		if got := ps(filter); got != want {
+			t.Errorf("ps --filter %s: %q, want %q", filter, got, want)
+		}
+	}
+	if r := d.Berth(t, "ps", "--filter", "health=bogus"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "Unrecognised filter value for health") {
+		t.Errorf("ps --filter health=bogus: %s", r)
+	}
+}

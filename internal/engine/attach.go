@@ -47,11 +47,16 @@ func (s *ContainerService) Attach(ctx context.Context, id string, opts api.Attac
 	e.smu.RLock()
 	status, tty, logPath := e.c.State.Status, e.c.Config.Tty, e.c.LogPath
 	e.smu.RUnlock()
+	// As dockerd: a stream to a created or exited container waits for its
+	// next start (`start -a` attaches first); only a container on its way
+	// out cannot be attached to.
 	switch status {
-	case container.StatusExited, container.StatusDead, container.StatusRemoving:
-		if !opts.Logs || opts.Stream {
+	case container.StatusDead, container.StatusRemoving:
+		if opts.Stream {
 			return errdefs.ErrConflict.WithMessage("You cannot attach to a stopped container, start it first")
 		}
+	case container.StatusPaused:
+		return errdefs.ErrConflict.WithMessage("You cannot attach to a paused container, unpause it first")
 	}
 	if opts.Stdin && !e.c.Config.OpenStdin {
 		opts.Stdin = false

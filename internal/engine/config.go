@@ -152,7 +152,8 @@ func (s *ContainerService) validateHostConfig(hc *containertypes.HostConfig) ([]
 	case strings.HasPrefix(mode, "container:"):
 		return nil, errdefs.ErrNotImplemented.WithMessage("network mode " + mode + " is not supported by berth yet")
 	default:
-		return nil, errdefs.ErrNotFound.WithMessage("network " + mode + " not found")
+		// As docker: a network is looked up at start, not at create (a
+		// 404 from create would read to clients as a missing image).
 	}
 	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
 		return nil, errdefs.ErrNotImplemented.WithMessage("publishing ports (-p, -P) is not supported by berth yet")
@@ -251,4 +252,15 @@ func logRotation(lc *containertypes.LogConfig) (maxSize int64, maxFiles int, err
 		maxSize = 0
 	}
 	return maxSize, maxFiles, nil
+}
+
+// checkNetwork refuses, at start, a network berth does not have: only
+// bridge (loopback only until issue 5), host and none exist.
+func checkNetwork(hc *containertypes.HostConfig) error {
+	switch mode := string(hc.NetworkMode); mode {
+	case "", "default", "bridge", "host", "none":
+		return nil
+	default:
+		return errdefs.ErrNotFound.WithMessage("failed to set up container networking: network " + mode + " not found")
+	}
 }

@@ -48,10 +48,15 @@ func (s *ContainerService) Start(ctx context.Context, id string) error {
 		e.op.Unlock()
 		return nil
 	}
-	// Record the failure as docker does: the container stays, exited, with
-	// the error and the exit code docker's CLI would derive from it.
+	// Record the failure as docker does: the container stays, with the
+	// error and the exit code docker's CLI would derive from it; one that
+	// never ran is still "created".
 	e.smu.Lock()
-	e.c.State.Status = container.StatusExited
+	if e.c.State.StartedAt.IsZero() {
+		e.c.State.Status = container.StatusCreated
+	} else {
+		e.c.State.Status = container.StatusExited
+	}
 	e.c.State.Error = err.Error()
 	e.c.State.ExitCode = startErrorCode(err.Error())
 	e.c.State.FinishedAt = time.Now().UTC()
@@ -91,6 +96,9 @@ func startErrorCode(msg string) int {
 // start brings a created or exited container up; callers hold e.op.
 func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	c := e.snapshot()
+	if err := checkNetwork(c.HostConfig); err != nil {
+		return err
+	}
 	bundle := s.cfg.bundleDir(c.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
@@ -417,7 +425,7 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	e.smu.Lock()
 	if !e.c.State.Running() || e.shim == nil {
 		e.smu.Unlock()
-		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot kill container: %s: container %s is not running", id, e.c.ID))
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is not running", e.c.ID))
 	}
 	client := e.shim
 	if sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT {
@@ -425,7 +433,7 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	}
 	e.smu.Unlock()
 	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
-		return fmt.Errorf("cannot kill container: %s: %w", id, err)
+		return err
 	}
 	return nil
 }

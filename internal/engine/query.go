@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +171,11 @@ type listFilter struct {
 	labels                     []string
 	ancestors                  map[string]bool
 	before, since              *container.Container
+	networks, expose           []string
+	// Filters on things berth containers do not have yet (volumes and
+	// published ports: issues 5 and 6; health checks, tasks) match as
+	// docker would for a container without them.
+	volumes, publish, health, isTask, isolation []string
 }
 
 var validListFilters = map[string]bool{
@@ -224,6 +230,37 @@ func (s *ContainerService) newListFilter(ctx context.Context, fs api.Filters) (*
 			if len(f.ancestors) == 0 {
 				f.ancestors["none"] = true
 			}
+		case "network":
+			f.networks = vs
+		case "expose":
+			for _, v := range vs {
+				if !strings.Contains(v, "/") {
+					v += "/tcp"
+				}
+				f.expose = append(f.expose, v)
+			}
+		case "volume":
+			f.volumes = vs
+		case "publish":
+			f.publish = vs
+		case "health":
+			for _, v := range vs {
+				switch v {
+				case "starting", "healthy", "unhealthy", "none":
+				default:
+					return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Unrecognised filter value for health: %s", v))
+				}
+			}
+			f.health = vs
+		case "is-task":
+			for _, v := range vs {
+				if v != "true" && v != "false" {
+					return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Invalid filter 'is-task=%s'", v))
+				}
+			}
+			f.isTask = vs
+		case "isolation":
+			f.isolation = vs
 		case "before", "since":
 			if len(vs) != 1 {
 				return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s': one value only", k))
@@ -277,6 +314,31 @@ func (f *listFilter) match(c *container.Container) bool {
 		return false
 	}
 	if f.ancestors != nil && !f.ancestors[c.ImageID.String()] {
+		return false
+	}
+	if len(f.networks) > 0 && !contains(f.networks, string(c.HostConfig.NetworkMode)) {
+		return false
+	}
+	if len(f.expose) > 0 && !slices.ContainsFunc(f.expose, func(p string) bool {
+		for port := range c.Config.ExposedPorts {
+			if fmt.Sprint(port) == p {
+				return true
+			}
+		}
+		return false
+	}) {
+		return false
+	}
+	if len(f.volumes) > 0 || len(f.publish) > 0 {
+		return false
+	}
+	if len(f.health) > 0 && !contains(f.health, "none") {
+		return false
+	}
+	if len(f.isTask) > 0 && !contains(f.isTask, "false") {
+		return false
+	}
+	if len(f.isolation) > 0 && !contains(f.isolation, "default") {
 		return false
 	}
 	if f.before != nil && !c.Created.Before(f.before.Created) {

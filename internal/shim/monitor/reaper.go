@@ -170,22 +170,21 @@ func (r *reaper) awaitExit(pid int) {
 	}
 	f := os.NewFile(fd, "pidfd")
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err == nil {
+	if rc, err := f.SyscallConn(); err == nil {
 		// The callback is first called before any wait, and catches an
-		// exit that already happened.
-		err = rc.Read(func(fd uintptr) bool { return pollReady(int(fd)) })
+		// exit that already happened. If the poller fails, pollFor polls.
+		_ = rc.Read(func(fd uintptr) bool { return pollReady(int(fd)) })
 	}
-	if err != nil {
-		r.pollFor(pid)
-		return
-	}
-	r.sweep()
+	// A readable pidfd does not always mean the child can be reaped yet:
+	// under ptrace the tracer sees the zombie first. So sweep until it
+	// has been.
+	r.pollFor(pid)
 }
 
-// pollFor is the fallback for kernels without pidfds: sweep every few
-// milliseconds until pid has been reaped.
+// pollFor sweeps until pid has been reaped, backing off from 1 ms to
+// 50 ms; alone, it is the fallback for kernels without pidfds.
 func (r *reaper) pollFor(pid int) {
+	delay := time.Millisecond
 	for {
 		r.sweep()
 		r.mu.Lock()
@@ -194,7 +193,8 @@ func (r *reaper) pollFor(pid int) {
 		if !pending {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(delay)
+		delay = min(2*delay, 50*time.Millisecond)
 	}
 }
 
