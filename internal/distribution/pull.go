@@ -533,7 +533,7 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 		}
 	}
 	if stager != nil {
-		stageSem := make(chan struct{}, max(runtime.NumCPU(), 2))
+		stageSem := make(chan struct{}, 2*max(runtime.NumCPU(), 2))
 		for i, l := range layers {
 			if p.c.Unpacker.HasLayer(ctx, chains[i]) {
 				staged[i] <- stageResult{}
