@@ -19,6 +19,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
@@ -56,6 +57,14 @@ type puller struct {
 	rp   *remote.Puller
 	opts PullOptions
 	p    *Progress
+
+	// Blobs are fetched on a client of their own (same auth, retries and
+	// TLS rules): go-containerregistry's blob reader hashes what it reads,
+	// and the content store's ingest hashes it again; one is enough.
+	blobOnce   sync.Once
+	blobClient *http.Client
+	blobScheme string
+	blobErr    error
 }
 
 func (c *Client) newPuller(ctx context.Context, ref reference.Named, opts PullOptions) (*puller, error) {
@@ -426,11 +435,7 @@ func isVerifyError(err error) bool {
 // openBlob opens a blob from the registry, or for a foreign layer the
 // registry does not have, from the layer's URLs.
 func (p *puller) openBlob(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, foreign bool) (io.ReadCloser, error) {
-	l, err := p.rp.Layer(ctx, p.repo.Digest(desc.Digest.String()))
-	if err != nil {
-		return nil, registryError("blob", ref, err)
-	}
-	rc, err := l.Compressed()
+	rc, err := p.getBlob(ctx, desc.Digest)
 	if err == nil {
 		return rc, nil
 	}
@@ -451,6 +456,72 @@ func (p *puller) openBlob(ctx context.Context, ref reference.Named, desc ocispec
 		}
 	}
 	return nil, registryError("blob", ref, err)
+}
+
+// initBlobClient sets up the authenticated transport for blob GETs: the
+// registry's TLS rules, retries on transient errors, and the scheme the
+// ping found (plain HTTP only for insecure registries).
+func (p *puller) initBlobClient(ctx context.Context) {
+	p.blobOnce.Do(func() {
+		reg := p.repo.Registry
+		base, err := p.c.hosts().Transport(reg.RegistryStr())
+		if err != nil {
+			p.blobErr = err
+			return
+		}
+		backoff := transport.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}
+		if p.c.Backoff != nil {
+			backoff = *p.c.Backoff
+		}
+		rt := transport.NewRetry(base, transport.WithRetryBackoff(backoff),
+			transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+				http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
+		if p.c.UserAgent != "" {
+			rt = transport.NewUserAgent(rt, p.c.UserAgent)
+		}
+		ch, err := transport.Ping(ctx, reg, rt)
+		if err != nil {
+			p.blobErr = err
+			return
+		}
+		p.blobScheme = "https"
+		if ch.Insecure {
+			p.blobScheme = "http"
+		}
+		auth, err := Authenticator(p.opts.Auth)
+		if err != nil {
+			p.blobErr = err
+			return
+		}
+		t, err := transport.NewWithContext(ctx, reg, auth, rt, []string{p.repo.Scope(transport.PullScope)})
+		if err != nil {
+			p.blobErr = err
+			return
+		}
+		p.blobClient = &http.Client{Transport: t}
+	})
+}
+
+// getBlob opens a blob of the repository; the caller verifies it.
+func (p *puller) getBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	p.initBlobClient(ctx)
+	if p.blobErr != nil {
+		return nil, p.blobErr
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", p.blobScheme, p.repo.RegistryStr(), p.repo.RepositoryStr(), d)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.blobClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
 }
 
 // fetchLayers downloads the missing layers in parallel (those beyond the
