@@ -234,33 +234,43 @@ func jobRegistry(ctx context.Context, es []engine, binDir, root, tarPath string,
 		return fail(fmt.Errorf("seed the registry: %w", err))
 	}
 	slog.Info("job (r): image ready", "ref", ref, "gzip_MB", float64(gz)/1e6)
+	// The engines take turns run by run, so that a change in the machine's
+	// load during the job weighs on all of them alike.
+	pullMBps := map[string][]float64{}
+	pushMBps := map[string][]float64{}
+	failed := map[string]bool{}
 	for _, e := range es {
-		res := &registryResult{GzipBytes: gz}
-		out[e.Name()] = res
-		var pullMBps, pushMBps []float64
-		for i := 0; i < runs && ctx.Err() == nil; i++ {
+		out[e.Name()] = &registryResult{GzipBytes: gz}
+	}
+	for i := 0; i < runs && ctx.Err() == nil; i++ {
+		for _, e := range es {
+			if failed[e.Name()] || ctx.Err() != nil {
+				continue
+			}
+			res := out[e.Name()]
+			fail := func(err error) { res.Errors = append(res.Errors, err.Error()); failed[e.Name()] = true }
 			// Pull with nothing present.
 			_ = cli(ctx, e, "rmi", "-f", ref)
 			args := append(append([]string{"pull"}, registryFlags(e)...), ref)
 			r := cli(ctx, e, args...)
 			if r.Err != nil {
-				res.Errors = append(res.Errors, r.Error(e.Name(), args).Error())
-				break
+				fail(r.Error(e.Name(), args))
+				continue
 			}
 			res.PullS = append(res.PullS, r.Dur.Seconds())
-			pullMBps = append(pullMBps, float64(gz)/1e6/r.Dur.Seconds())
+			pullMBps[e.Name()] = append(pullMBps[e.Name()], float64(gz)/1e6/r.Dur.Seconds())
 			// Pull again: every layer is there.
 			r = cli(ctx, e, args...)
 			if r.Err != nil {
-				res.Errors = append(res.Errors, r.Error(e.Name(), args).Error())
-				break
+				fail(r.Error(e.Name(), args))
+				continue
 			}
 			res.pullPresentXs = append(res.pullPresentXs, r.Dur.Seconds())
 			// Push to a registry that has nothing.
 			dst, err := startBenchRegistry(binDir, filepath.Join(root, fmt.Sprintf("registry-%s-%d", e.Name(), i)))
 			if err != nil {
-				res.Errors = append(res.Errors, err.Error())
-				break
+				fail(err)
+				continue
 			}
 			target := dst.addr + "/pushed/image:latest"
 			_ = cli(ctx, e, "tag", ref, target)
@@ -271,17 +281,21 @@ func jobRegistry(ctx context.Context, es []engine, binDir, root, tarPath string,
 			_ = os.RemoveAll(dst.root)
 			_ = cli(ctx, e, "rmi", target)
 			if r.Err != nil {
-				res.Errors = append(res.Errors, r.Error(e.Name(), pargs).Error())
-				break
+				fail(r.Error(e.Name(), pargs))
+				continue
 			}
 			res.PushS = append(res.PushS, r.Dur.Seconds())
 			res.PushBytes = append(res.PushBytes, stored)
-			pushMBps = append(pushMBps, float64(stored)/1e6/r.Dur.Seconds())
-			slog.Info("job (r)", "engine", e.Name(), "run", i+1, "pull_MBps", pullMBps[len(pullMBps)-1], "present_s", res.pullPresentXs[len(res.pullPresentXs)-1], "push_MBps", pushMBps[len(pushMBps)-1])
+			pushMBps[e.Name()] = append(pushMBps[e.Name()], float64(stored)/1e6/r.Dur.Seconds())
+			slog.Info("job (r)", "engine", e.Name(), "run", i+1, "pull_MBps", pullMBps[e.Name()][len(pullMBps[e.Name()])-1],
+				"present_s", res.pullPresentXs[len(res.pullPresentXs)-1], "push_MBps", pushMBps[e.Name()][len(pushMBps[e.Name()])-1])
 		}
+	}
+	for _, e := range es {
 		_ = cli(ctx, e, "rmi", "-f", ref)
-		res.PullMBps = summarize(pullMBps)
-		res.PushMBps = summarize(pushMBps)
+		res := out[e.Name()]
+		res.PullMBps = summarize(pullMBps[e.Name()])
+		res.PushMBps = summarize(pushMBps[e.Name()])
 		res.PullPresentS = summarize(res.pullPresentXs)
 	}
 	return out
