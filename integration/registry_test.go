@@ -86,6 +86,10 @@ func TestRegistryPushPull(t *testing.T) {
 	}
 	out = mustCfgBerth(t, d, "pull", "-a", name)
 	assertContains(t, "pull -a", out, "v1: Pulling from team/bb", "v2: Pulling from team/bb")
+	// Another repository of the same registry: layers are mounted, not sent.
+	mustCfgBerth(t, d, "tag", name+":v1", reg.Addr+"/other/bb:v1")
+	out = mustCfgBerth(t, d, "push", reg.Addr+"/other/bb:v1")
+	assertContains(t, "push to another repository", out, ": Mounted from team/bb", "v1: digest: "+pushedDigest)
 
 	// Errors as docker's.
 	r := cfgBerth(t, d, "", "pull", name+":nope")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"sync"
 
@@ -62,7 +63,14 @@ func (c *Client) Push(ctx context.Context, ref reference.Named, opts PushOptions
 	if err != nil {
 		return nil, err
 	}
-	pusher, err := remote.NewPusher(ropts...)
+	// Watch the wire for cross-repository mounts, to report them as
+	// docker does ("Mounted from …").
+	base, err := c.hosts().Transport(reference.Domain(ref))
+	if err != nil {
+		return nil, err
+	}
+	obs := &mountObserver{rt: base, mounted: map[string]string{}}
+	pusher, err := remote.NewPusher(append(ropts, remote.WithTransport(obs))...)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +81,7 @@ func (c *Client) Push(ctx context.Context, ref reference.Named, opts PushOptions
 	p.Status("The push refers to repository [%s]", reference.TrimNamed(ref).String())
 	var out []PushResult
 	for _, t := range tags {
-		res, err := c.pushTag(ctx, pusher, repo, t, p)
+		res, err := c.pushTag(ctx, pusher, repo, t, p, obs)
 		if err != nil {
 			return out, err
 		}
@@ -106,7 +114,7 @@ func (c *Client) localTags(ctx context.Context, repo reference.Named) ([]referen
 	return out, nil
 }
 
-func (c *Client) pushTag(ctx context.Context, pusher *remote.Pusher, repo name.Repository, ref reference.NamedTagged, p *Progress) (PushResult, error) {
+func (c *Client) pushTag(ctx context.Context, pusher *remote.Pusher, repo name.Repository, ref reference.NamedTagged, p *Progress, obs *mountObserver) (PushResult, error) {
 	id, err := c.Images.Lookup(ctx, ref)
 	if err != nil {
 		return PushResult{}, err
@@ -156,9 +164,12 @@ func (c *Client) pushTag(ctx context.Context, pusher *remote.Pusher, repo name.R
 			if err := pusher.Upload(gctx, repo, layer); err != nil {
 				return registryError("push", ref, err)
 			}
-			if bl.opened() {
+			switch from, mounted := obs.mountedFrom(l.Digest.String()); {
+			case bl.opened():
 				p.Layer(id, "Pushed")
-			} else {
+			case mounted:
+				p.Layer(id, "Mounted from "+from)
+			default:
 				p.Layer(id, "Layer already exists")
 			}
 			return nil
@@ -341,4 +352,33 @@ func (l *blobLayer) Compressed() (io.ReadCloser, error) {
 
 func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
 	return nil, fmt.Errorf("uncompressed stream of %s: not needed for a push", l.desc.Digest)
+}
+
+// mountObserver is the push's base transport: it notes the blobs a
+// registry mounted from another repository (a 201 to POST
+// …/blobs/uploads/?mount=DIGEST&from=REPO).
+type mountObserver struct {
+	rt      http.RoundTripper
+	mu      sync.Mutex
+	mounted map[string]string // digest → source repository
+}
+
+func (o *mountObserver) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := o.rt.RoundTrip(r)
+	if err == nil && r.Method == http.MethodPost && resp.StatusCode == http.StatusCreated {
+		q := r.URL.Query()
+		if d := q.Get("mount"); d != "" && q.Get("from") != "" {
+			o.mu.Lock()
+			o.mounted[d] = q.Get("from")
+			o.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (o *mountObserver) mountedFrom(d string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	from, ok := o.mounted[d]
+	return from, ok
 }
