@@ -127,6 +127,12 @@ func TestRegistryDockerCLI(t *testing.T) {
 	if got := d.MustDocker(t, "run", "--rm", name, "echo", "via docker"); got != "via docker\n" {
 		t.Errorf("docker run: %q", got)
 	}
+	// run of an image that is not local pulls it first.
+	d.MustDocker(t, "rmi", name)
+	r0 := d.Docker(t, "run", "--rm", name, "echo", "pulled by run")
+	if r0.ExitCode != 0 || r0.Stdout != "pulled by run\n" || !strings.Contains(r0.Stderr, "Unable to find image '"+name+":latest' locally") {
+		t.Errorf("docker run of a missing image: %s", r0)
+	}
 	if got := d.MustDocker(t, "image", "inspect", "-f", "{{len .RepoDigests}}", name); strings.TrimSpace(got) != "1" {
 		t.Errorf("RepoDigests: %s", got)
 	}
