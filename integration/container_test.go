@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -457,5 +458,43 @@ func TestDockerParityEdges(t *testing.T) {
 	}
 	if r := d.Berth(t, "ps", "--filter", "health=bogus"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "Unrecognised filter value for health") {
 		t.Errorf("ps --filter health=bogus: %s", r)
+	}
+
+	// image prune's label!= keeps the images that carry the label.
+	tarPath := testutil.BusyboxTarFile(t, d.Root)
+	kept := strings.TrimSpace(d.MustBerth(t, "import", "-c", "LABEL keep=yes", tarPath))
+	pruned := strings.TrimSpace(d.MustBerth(t, "import", "-c", "LABEL other=yes", tarPath))
+	d.MustBerth(t, "image", "prune", "-f", "--filter", "label!=keep")
+	if r := d.Berth(t, "image", "inspect", kept); r.ExitCode != 0 {
+		t.Errorf("image prune --filter label!=keep removed the labelled image: %s", r)
+	}
+	if r := d.Berth(t, "image", "inspect", pruned); r.ExitCode == 0 {
+		t.Errorf("image prune --filter label!=keep kept an unlabelled dangling image")
+	}
+
+	// Only the default isolation exists on Linux.
+	if r := d.Berth(t, "create", "--isolation", "hyperv", "busybox", "true"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "linux only supports 'default'") {
+		t.Errorf("create --isolation hyperv: %s", r)
+	}
+	// Checkpoints are experimental in docker and absent here.
+	if r := d.Berth(t, "start", "--checkpoint", "cp1", "again"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "experimental") {
+		t.Errorf("start --checkpoint: %s", r)
+	}
+	// A per-device block IO weight the host cannot apply is dropped with a
+	// warning, as docker does, and the container runs.
+	if _, err := os.Stat("/sys/fs/cgroup/blkio/blkio.weight_device"); errors.Is(err, os.ErrNotExist) {
+		dev := ""
+		for _, p := range []string{"/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda"} {
+			if _, err := os.Stat(p); err == nil {
+				dev = p
+				break
+			}
+		}
+		if dev != "" {
+			r := d.Berth(t, "run", "--rm", "--blkio-weight-device", dev+":300", "busybox", "true")
+			if r.ExitCode != 0 || !strings.Contains(r.Stderr, "Weight-device discarded") {
+				t.Errorf("run --blkio-weight-device on a host without it: %s", r)
+			}
+		}
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/berth-engine/berth/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func TestDaemonPingVersionInfo(t *testing.T) {
@@ -111,5 +113,47 @@ func TestDaemonLogLevel(t *testing.T) {
 	}
 	if !strings.Contains(d.Log(), "invalid log level") {
 		t.Fatalf("no clear message: %s", d.Log())
+	}
+}
+
+// Where overlayfs cannot be mounted (here: a data-root that is itself on
+// overlayfs, as in docker-in-docker), the daemon falls back to the
+// copy-based vfs driver, says so in info, and containers work.
+func TestStorageFallsBackToVFS(t *testing.T) {
+	testutil.RequiresBusybox(t)
+	base := t.TempDir()
+	dirs := map[string]string{}
+	for _, n := range []string{"lower", "upper", "work", "merged"} {
+		dirs[n] = filepath.Join(base, n)
+		if err := os.Mkdir(dirs[n], 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := "lowerdir=" + dirs["lower"] + ",upperdir=" + dirs["upper"] + ",workdir=" + dirs["work"]
+	if err := unix.Mount("overlay", dirs["merged"], "overlay", 0, opts); err != nil {
+		t.Skipf("cannot mount overlayfs here: %v", err)
+	}
+	// Registered before the daemon's cleanup, so it runs after it.
+	t.Cleanup(func() {
+		if err := unix.Unmount(dirs["merged"], unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount test overlay: %v", err)
+		}
+	})
+	d := testutil.NewDaemon(t, binDir)
+	d.DataRoot = filepath.Join(dirs["merged"], "data")
+	d.Start(t)
+	d.ImportBusybox(t, "busybox:latest")
+
+	info := d.MustBerth(t, "info", "--format", "{{.Driver}}|{{json .Warnings}}")
+	if !strings.HasPrefix(info, "vfs|") || !strings.Contains(info, "overlayfs is not usable") {
+		t.Fatalf("info on an overlayfs data-root: %s", info)
+	}
+	out := d.MustBerth(t, "run", "--rm", "busybox", "sh", "-c", "echo changed > /etc/motd; cat /etc/motd; ls /bin/busybox")
+	if out != "changed\n/bin/busybox\n" {
+		t.Fatalf("container on vfs: %q", out)
+	}
+	// The image is untouched by the container's writes.
+	if out := d.MustBerth(t, "run", "--rm", "busybox", "sh", "-c", "cat /etc/motd 2>&1 || echo none"); strings.Contains(out, "changed") {
+		t.Fatalf("a container's write reached the image: %q", out)
 	}
 }

@@ -12,6 +12,15 @@ import (
 // findShim returns the pid of the berth-shim serving a container.
 func findShim(t *testing.T, id string) int {
 	t.Helper()
+	if pid := findShimPid(id); pid != 0 {
+		return pid
+	}
+	t.Fatalf("no shim found for %s", id)
+	return 0
+}
+
+// findShimPid is the pid of the berth-shim serving container id, or 0.
+func findShimPid(id string) int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -26,7 +35,6 @@ func findShim(t *testing.T, id string) int {
 			return pid
 		}
 	}
-	t.Fatalf("no berth-shim process for %s", id)
 	return 0
 }
 

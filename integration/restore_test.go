@@ -2,7 +2,9 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +87,67 @@ func TestShimDeathIsNoticed(t *testing.T) {
 		return inspectField(t, d, id, "{{.State.Status}}") == "exited"
 	})
 	d.MustBerth(t, "rm", "-f", id)
+}
+
+// A daemon that crashes in the middle of a start or a remove leaves a
+// shim and a container process that no record says are running. At the
+// next start-up the daemon must stop them, or nothing ever would. The two
+// crash windows are recreated deterministically by editing the stores of
+// a stopped daemon: a record rolled back to "created" (crash before the
+// start was recorded), and a record deleted (crash in the middle of rm).
+func TestRestartStopsProcessesNoRecordOwns(t *testing.T) {
+	d := daemonWithBusybox(t)
+	rolledBack := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "rolledback", "busybox", "sleep", "1000"))
+	unrecorded := strings.TrimSpace(d.MustBerth(t, "run", "-d", "busybox", "sleep", "1000"))
+	pids := map[string]string{}
+	for _, id := range []string{rolledBack, unrecorded} {
+		pids[id] = inspectField(t, d, id, "{{.State.Pid}}")
+	}
+	d.Kill9(t)
+
+	record := func(id string) string { return filepath.Join(d.DataRoot, "containers", id, "container.json") }
+	var c map[string]any
+	b, err := os.ReadFile(record(rolledBack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	state, ok := c["State"].(map[string]any)
+	if !ok {
+		t.Fatalf("record has no State: %s", b)
+	}
+	state["Status"], state["Pid"], state["StartedAt"] = "created", 0, time.Time{}
+	if b, err = json.Marshal(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(record(rolledBack), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Dir(record(unrecorded))); err != nil {
+		t.Fatal(err)
+	}
+
+	d.Start(t)
+	for id, pid := range pids {
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			t.Errorf("process %s of %s survived the restart", pid, id[:12])
+		}
+		if pid := findShimPid(id); pid != 0 {
+			t.Errorf("shim %d of %s survived the restart", pid, id[:12])
+		}
+		if _, err := os.Stat(filepath.Join(d.ExecRoot, "containers", id)); err == nil {
+			t.Errorf("bundle of %s left in the exec-root", id[:12])
+		}
+	}
+	if got := inspectField(t, d, "rolledback", "{{.State.Status}}"); got != "created" {
+		t.Errorf("rolled-back container: %s", got)
+	}
+	if r := d.Berth(t, "inspect", unrecorded); r.ExitCode == 0 {
+		t.Errorf("a container without a record came back: %s", r.Stdout)
+	}
+	// And it starts again normally.
+	d.MustBerth(t, "start", "rolledback")
+	d.MustBerth(t, "rm", "-f", "rolledback")
 }

@@ -98,14 +98,19 @@ func testInteractiveTTY(t *testing.T, d *testutil.Daemon, mk func(args ...string
 	s.expect("30 100")
 	s.expect("TERM=xterm")
 	s.expect("/dev/pts/0")
-	// The window size follows the user's terminal.
-	if err := pty.Setsize(s.pty, &pty.Winsize{Rows: 42, Cols: 120}); err != nil {
-		t.Fatal(err)
-	}
+	// The window size follows the user's terminal. The resize is repeated
+	// (through another size, so that each one signals): a CLI that has not
+	// yet installed its SIGWINCH handler (docker's installs it after the
+	// start) would lose a single one.
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(s.seen.String(), "42 120") {
 		if time.Now().After(deadline) {
 			t.Fatalf("resize not seen: %q", s.seen.String())
+		}
+		for _, ws := range []pty.Winsize{{Rows: 41, Cols: 119}, {Rows: 42, Cols: 120}} {
+			if err := pty.Setsize(s.pty, &ws); err != nil {
+				t.Fatal(err)
+			}
 		}
 		s.send("stty size\r")
 		time.Sleep(100 * time.Millisecond)

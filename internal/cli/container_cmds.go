@@ -59,10 +59,19 @@ func (c *berthCLI) newStartCommand() *cobra.Command {
 	f.StringVar(&o.detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	f.StringVar(&o.checkpoint, "checkpoint", "", "Restore from this checkpoint")
 	f.StringVar(&o.cpDir, "checkpoint-dir", "", "Use a custom checkpoint storage directory")
+	// Experimental in docker, hidden unless the daemon is experimental;
+	// berth has no checkpoints.
+	_ = f.MarkHidden("checkpoint")
+	_ = f.MarkHidden("checkpoint-dir")
 	return cmd
 }
 
 func (c *berthCLI) runStart(ctx context.Context, o *startOptions, ids []string) error {
+	for flag, v := range map[string]string{"--checkpoint": o.checkpoint, "--checkpoint-dir": o.cpDir} {
+		if v != "" {
+			return fmt.Errorf("%q is only supported on a daemon with experimental features enabled", flag)
+		}
+	}
 	api, err := c.Client()
 	if err != nil {
 		return err

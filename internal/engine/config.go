@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/berth-engine/berth/internal/oci"
 	"runtime"
 	"slices"
 	"strconv"
@@ -136,6 +137,24 @@ func (s *ContainerService) validateHostConfig(hc *containertypes.HostConfig) ([]
 	}
 	if r.CPUQuota > 0 && r.CPUQuota < 1000 {
 		return bad("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+	}
+
+	// Settings this host cannot apply are dropped at start (internal/oci);
+	// the client hears about it now, in docker's words.
+	host := oci.DetectHostSupport(oci.DetectCgroupV2())
+	if r.MemorySwap != 0 && !host.SwapLimit {
+		warnings = append(warnings, "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.")
+	}
+	if r.BlkioWeight > 0 && !host.BlkioWeight {
+		warnings = append(warnings, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+	}
+	if len(r.BlkioWeightDevice) > 0 && !host.BlkioWeightDevice {
+		warnings = append(warnings, "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.")
+	}
+	switch hc.Isolation {
+	case "", "default":
+	default:
+		return bad("Invalid isolation: %q - linux only supports 'default'", hc.Isolation)
 	}
 
 	if err := validateRestartPolicy(hc); err != nil {

@@ -7,9 +7,11 @@ import (
 	"github.com/moby/sys/signal"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berth-engine/berth/internal/api"
@@ -107,6 +109,19 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 	}
 	for _, e := range s.entries {
 		s.restore(ctx, e)
+	}
+	s.stopStrayShims(ctx)
+	// Bundles of containers that have no record any more.
+	bundles, _ := filepath.Glob(filepath.Join(cfg.ExecRoot, "containers", "*"))
+	for _, b := range bundles {
+		if _, ok := s.entries[filepath.Base(b)]; ok {
+			continue
+		}
+		if err := unmountRootfs(b); err != nil {
+			s.log.Warn("unmount leftover rootfs", "bundle", b, "err", err)
+			continue
+		}
+		_ = os.RemoveAll(b)
 	}
 	gcSnapshots(ctx, st)
 	return s, nil
@@ -285,6 +300,61 @@ func commandOf(cfg *containertypes.Config) (string, []string, error) {
 		return "", nil, errdefs.ErrInvalidArgument.WithMessage("no command specified")
 	}
 	return argv[0], argv[1:], nil
+}
+
+// stopStrayShims kills the containers of shims that no running container
+// owns (a start or remove cut short by a crash, whose record has gone or
+// never said running): nothing would ever stop them. Each shim then deletes
+// its container from the runtime and exits, as after any exit.
+func (s *ContainerService) stopStrayShims(ctx context.Context) {
+	owned := map[string]bool{}
+	for _, e := range s.all() {
+		if c := e.snapshot(); c.State.Running() {
+			owned[s.cfg.shimSocket(c.ID)] = true
+		}
+	}
+	socks, _ := filepath.Glob(filepath.Join(s.cfg.ExecRoot, "shims", "*.sock"))
+	for _, sock := range socks {
+		if owned[sock] {
+			continue
+		}
+		client := shim.Dial(sock)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if st, err := client.State(sctx); err == nil && st.Status != "stopped" {
+			s.log.Warn("killing a container no record owns", "shim", sock, "pid", st.Pid)
+			if err := client.Kill(sctx, syscall.SIGKILL, true); err != nil && st.Pid > 0 {
+				// The runtime could not (its bundle may be gone): the
+				// container's init is the shim's child, kill it directly.
+				_ = syscall.Kill(st.Pid, syscall.SIGKILL)
+			}
+			_, _ = client.Wait(sctx)
+		}
+		cancel()
+		_ = os.Remove(sock)
+	}
+	// Containers the runtimes still hold without a shim (it died mid-start)
+	// and without a running record: delete them, processes and cgroups.
+	owned = map[string]bool{}
+	for _, e := range s.all() {
+		if c := e.snapshot(); c.State.Running() {
+			owned[c.ID] = true
+		}
+	}
+	states, _ := filepath.Glob(filepath.Join(s.cfg.ExecRoot, "runtime", "*", "*"))
+	for _, dir := range states {
+		id, name := filepath.Base(dir), filepath.Base(filepath.Dir(dir))
+		rt, err := s.st.Runtimes.Get(name)
+		if err != nil || owned[id] {
+			continue
+		}
+		s.log.Warn("deleting a runtime container no record owns", "runtime", name, "id", id)
+		argv := rt.Argv("delete", "--force", id)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if out, err := exec.CommandContext(sctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			s.log.Warn("runtime delete of a stray container", "id", id, "err", err, "output", string(out))
+		}
+		cancel()
+	}
 }
 
 // removeLeftovers deletes what a crashed create or remove left of a container

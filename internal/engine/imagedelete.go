@@ -289,7 +289,9 @@ func (s *ImageService) Prune(ctx context.Context, fs api.Filters) (imagetypes.Pr
 	if v := fs["dangling"]; len(v) == 1 && (v[0] == "false" || v[0] == "0") {
 		danglingOnly = false
 	}
-	f, err := s.newImageFilter(ctx, withoutKey(fs, "dangling"))
+	// label!= (keep what carries the label) is a prune filter only.
+	notLabels := fs["label!"]
+	f, err := s.newImageFilter(ctx, withoutKey(withoutKey(fs, "dangling"), "label!"))
 	if err != nil {
 		return imagetypes.PruneReport{}, err
 	}
@@ -303,7 +305,7 @@ func (s *ImageService) Prune(ctx context.Context, fs api.Filters) (imagetypes.Pr
 		if danglingOnly && len(tags) > 0 {
 			continue
 		}
-		if !f.match(img, tags, digests) {
+		if !f.match(img, tags, digests) || matchAnyLabel(notLabels, img.Config.Config.Labels) {
 			continue
 		}
 		if running, stopped := s.users.ImageUsers(img.ID); len(running)+len(stopped) > 0 {

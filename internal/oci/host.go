@@ -33,6 +33,9 @@ type HostSupport struct {
 	// BlkioWeight: the block IO controller has a proportional weight
 	// (blkio.weight or BFQ's blkio.bfq.weight on v1, io on v2).
 	BlkioWeight bool
+	// BlkioWeightDevice: per-device weights (blkio.weight_device on v1;
+	// BFQ has no such file, which libcontainer would fail to write).
+	BlkioWeightDevice bool
 }
 
 var (
@@ -55,13 +58,15 @@ func DetectHostSupport(v2 bool) HostSupport {
 			// statistics at the root say the scheduler is there.
 			BlkioWeight: exists("blkio", "blkio.weight") || exists("blkio", "blkio.bfq.weight") ||
 				exists("blkio", "blkio.bfq.io_service_bytes"),
+			BlkioWeightDevice: exists("blkio", "blkio.weight_device"),
 		}
 		b, _ := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers"))
 		ctrls := strings.Fields(string(b))
 		// As docker: swap accounting is part of the v2 memory controller.
 		hostV2 = HostSupport{
-			SwapLimit:   slices.Contains(ctrls, "memory"),
-			BlkioWeight: slices.Contains(ctrls, "io"),
+			SwapLimit:         slices.Contains(ctrls, "memory"),
+			BlkioWeight:       slices.Contains(ctrls, "io"),
+			BlkioWeightDevice: slices.Contains(ctrls, "io"),
 		}
 	})
 	if v2 {

@@ -174,6 +174,10 @@ func resources(hc *container.HostConfig, v2 bool, host *HostSupport) (*specs.Lin
 		if wd.Weight < 10 || wd.Weight > 1000 {
 			return nil, invalid("Range of blkio weight is from 10 to 1000")
 		}
+		if !host.BlkioWeightDevice {
+			slog.Warn("the host does not support block IO weight_device: weight-device discarded")
+			continue
+		}
 		major, minor, err := deviceNumbers(wd.Path)
 		if err != nil {
 			return nil, err

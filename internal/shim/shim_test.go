@@ -38,7 +38,9 @@ func readLog(t *testing.T, path string) []jsonfile.Message {
 }
 
 func TestOutputToLogAndAttachBeforeStart(t *testing.T) {
-	c := newContainer(t, spec{args: []string{"sh", "-c", "echo out; echo err >&2; echo more; exit 3"}})
+	// The sleep keeps the container (and so the shim's socket) up for the
+	// second Start below.
+	c := newContainer(t, spec{args: []string{"sh", "-c", "echo out; echo err >&2; echo more; sleep 1; exit 3"}})
 	ctx := testCtx(t)
 	client, _ := c.spawn(ctx)
 	if st, err := client.State(ctx); err != nil || st.Status != shim.StatusCreated {
@@ -636,5 +638,50 @@ func TestInitWithTTY(t *testing.T) {
 	}
 	if st, err := client.Wait(ctx); err != nil || st.Code != 6 {
 		t.Errorf("Wait = %+v, %v", st, err)
+	}
+}
+
+// The shim starts a container through runc's exec fifo itself, without
+// running `<runtime> start`; the runtime then sees it running, as after
+// its own start.
+func TestStartThroughExecFifo(t *testing.T) {
+	c := newContainer(t, spec{args: []string{"sleep", "100"}})
+	ctx := testCtx(t)
+	client, _ := c.spawn(ctx)
+	fifo := filepath.Join(c.runRoot, c.cfg.ID, "exec.fifo")
+	if _, err := os.Stat(fifo); err != nil {
+		t.Fatalf("runc keeps no exec fifo where the shim looks: %v", err)
+	}
+	if err := client.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, err := os.Stat(fifo); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("exec fifo left after the start: %v", err)
+	}
+	if got := c.runtimeState(); got != "running" {
+		t.Errorf("runc state after the start = %q, want running", got)
+	}
+	if err := client.Kill(ctx, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := client.Wait(ctx); err != nil || st.Code != 137 {
+		t.Errorf("Wait = %+v, %v", st, err)
+	}
+}
+
+// A start whose container init died before it was started fails instead
+// of waiting forever on the fifo.
+func TestStartOfDeadInitFails(t *testing.T) {
+	c := newContainer(t, spec{args: []string{"sleep", "100"}})
+	ctx := testCtx(t)
+	client, pid := c.spawn(ctx)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(ctx); err == nil {
+		t.Fatal("Start of a container whose init is dead succeeded")
+	}
+	if _, err := client.Wait(ctx); err != nil {
+		t.Errorf("Wait: %v", err)
 	}
 }

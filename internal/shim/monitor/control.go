@@ -178,8 +178,12 @@ func (m *monitor) start() error {
 		return kindErr(wire.KindFailedPrecondition, "cannot start container %s: it is %s", m.cfg.ID, status)
 	}
 	m.starting = true
+	pid := m.pid
 	m.mu.Unlock()
-	err := m.rt.run("start", m.cfg.ID)
+	err := startViaFifo(m.cfg.RuntimeArgs, m.cfg.ID, pid)
+	if errors.Is(err, errNoFifo) {
+		err = m.rt.run("start", m.cfg.ID)
+	}
 	m.mu.Lock()
 	m.starting = false
 	if err == nil && m.status == wire.StatusCreated && !m.initDone {
