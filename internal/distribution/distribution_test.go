@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -299,12 +300,37 @@ func TestPullAllTags(t *testing.T) {
 // lying wraps a registry and rewrites blob responses.
 type lying struct {
 	h      http.Handler
+	mu     sync.Mutex
 	target string // blob digest to tamper with
 	mode   string // "flip", "truncate", "5xx", "manifest-garbage", "manifest-huge"
 	hits   atomic.Int32
 }
 
+func (l *lying) set(target, mode string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.target, l.mode = target, mode
+}
+
 func (l *lying) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	target, mode := l.target, l.mode
+	l.mu.Unlock()
+	(&lyingCall{l: l, target: target, mode: mode}).serve(w, r)
+}
+
+type lyingCall struct {
+	l            *lying
+	target, mode string
+}
+
+func (c *lyingCall) serve(w http.ResponseWriter, r *http.Request) {
+	l := struct {
+		h      http.Handler
+		target string
+		mode   string
+		hits   *atomic.Int32
+	}{c.l.h, c.target, c.mode, &c.l.hits}
 	if l.mode == "5xx" && strings.Contains(r.URL.Path, "/manifests/") {
 		l.hits.Add(1)
 		http.Error(w, "boom", http.StatusServiceUnavailable)
@@ -354,8 +380,7 @@ func TestPullBadRegistriesStoreNothing(t *testing.T) {
 			write(t, e, "app:v1", img)
 			layers, _ := img.Layers()
 			ld, _ := layers[1].Digest()
-			l.target = ld.String()
-			l.mode = mode
+			l.set(ld.String(), mode)
 			ref := e.ref(t, "app:v1")
 			switch mode {
 			case "unknown-tag":
@@ -411,7 +436,7 @@ func TestPullBadRegistriesStoreNothing(t *testing.T) {
 			})
 			if mode == "flip" || mode == "truncate" {
 				// The registry heals: the pull completes, reusing what was verified.
-				l.target = ""
+				l.set("", mode)
 				if _, err := e.c.Pull(ctx, ref, PullOptions{}); err != nil {
 					t.Fatalf("pull after the registry healed: %v", err)
 				}
@@ -430,7 +455,7 @@ func TestPullRetriesCutDownloads(t *testing.T) {
 	write(t, e, "app:v1", img)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
-	l.target, l.mode = ld.String(), "truncate-once"
+	l.set(ld.String(), "truncate-once")
 	var buf bytes.Buffer
 	if _, err := e.c.Pull(context.Background(), e.ref(t, "app:v1"), PullOptions{Progress: NewProgress(&buf)}); err != nil {
 		t.Fatalf("pull with one cut download: %v", err)
