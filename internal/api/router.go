@@ -30,6 +30,11 @@ type Backends struct {
 	Containers ContainerBackend
 	Images     ImageBackend
 	System     SystemBackend
+	// Exec, ContainerOps and Events are the operations on running
+	// containers (exec, pause, top, stats, update) and the event stream.
+	Exec         ExecBackend
+	ContainerOps ContainerOpsBackend
+	Events       EventsBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -181,6 +186,8 @@ func (rt *router) initRoutes() {
 	rt.add(http.MethodGet, "/images/{name}/json", need(img, "images", rt.getImageInspect))
 	rt.add(http.MethodPost, "/images/{name}/tag", need(img, "images", rt.postImageTag))
 	rt.add(http.MethodDelete, "/images/{name}", need(img, "images", rt.deleteImage))
+
+	rt.initOperateRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

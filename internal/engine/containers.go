@@ -14,10 +14,12 @@ import (
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/shim"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
+	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,6 +33,11 @@ type ContainerService struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+
+	execs execTable
+	ev    *events.Bus
+	// restarts is the restart manager's state (restart.go).
+	restarts restartState
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -82,6 +89,10 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		index:   container.NewIndex(),
 		unpack:  newUnpacker(st),
 		entries: map[string]*entry{},
+		ev:      st.Events,
+	}
+	if err := setSubreaper(); err != nil {
+		s.log.Warn("cannot become a child subreaper; exec exit codes will be lost", "err", err)
 	}
 	for _, dir := range []string{filepath.Join(cfg.ExecRoot, "containers"), filepath.Join(cfg.ExecRoot, "shims")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -105,9 +116,14 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		e := newEntry(c)
 		s.entries[c.ID] = e
 	}
+	var stopped []*entry
 	for _, e := range s.entries {
+		if !e.c.State.Running() {
+			stopped = append(stopped, e)
+		}
 		s.restore(ctx, e)
 	}
+	s.startAtBoot(stopped)
 	gcSnapshots(ctx, st)
 	return s, nil
 }
@@ -261,6 +277,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 	s.entries[id] = newEntry(c)
 	s.mu.Unlock()
 	ok = true
+	s.emitContainer(c, eventtypes.ActionCreate, nil)
 	if warnings == nil {
 		warnings = []string{}
 	}
