@@ -239,15 +239,10 @@ func (s *ContainerService) ExecStart(ctx context.Context, id string, opts api.Ex
 	if opts.ConsoleSize != nil && opts.ConsoleSize[0] > 0 {
 		size = opts.ConsoleSize
 	}
-	bundle := s.cfg.bundleDir(c.ID)
-	proc, err := execProcessSpec(bundle, c, req, size)
-	if err != nil {
-		return fail(err, 126)
-	}
-
 	var stdin io.ReadCloser
 	var out io.Writer = io.Discard
 	if !opts.Detach {
+		// As dockerd: from here on errors travel in the stream.
 		in, o, err := opts.Hijack(!req.Tty)
 		if err != nil {
 			return fail(err, 126)
@@ -260,7 +255,12 @@ func (s *ContainerService) ExecStart(ctx context.Context, id string, opts api.Ex
 		}
 	}
 	s.emitContainer(c, events.Action(string(events.ActionExecStart)+": "+strings.Join(req.Cmd, " ")), map[string]string{"execID": p.id})
-	run, err := s.runExec(ctx, c, p, proc, opts.Detach, stdin, out)
+	bundle := s.cfg.bundleDir(c.ID)
+	var run func()
+	proc, err := execProcessSpec(bundle, c, req, size)
+	if err == nil {
+		run, err = s.runExec(ctx, c, p, proc, opts.Detach, stdin, out)
+	}
 	if err != nil {
 		code := startErrorCode(err.Error())
 		if code == 128 {
@@ -334,10 +334,7 @@ func execProcessSpec(bundle string, c *container.Container, req containertypes.E
 		caps = slices.Clone(p.Capabilities.Bounding)
 	}
 	if req.Privileged {
-		caps = caps[:0]
-		for _, c := range capability.ListKnown() {
-			caps = append(caps, "CAP_"+strings.ToUpper(c.String()))
-		}
+		caps = privilegedCaps()
 	}
 	if p.User.UID == 0 {
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: slices.Clone(caps), Permitted: slices.Clone(caps)}
@@ -345,6 +342,25 @@ func execProcessSpec(bundle string, c *container.Container, req containertypes.E
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: caps}
 	}
 	return &p, nil
+}
+
+// privilegedCaps is every capability the kernel supports and the daemon
+// holds in its bounding set (root on some hosts lacks a few, and a process
+// cannot be given more).
+func privilegedCaps() []string {
+	var out []string
+	own, err := capability.NewPid2(0)
+	if err == nil {
+		err = own.Load()
+	}
+	supported, _ := capability.ListSupported()
+	for _, c := range supported {
+		if err == nil && !own.Get(capability.BOUNDING, c) {
+			continue
+		}
+		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
 }
 
 // replaceOrAppendEnv overrides base's variables by name with extra's.

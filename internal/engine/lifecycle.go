@@ -388,6 +388,7 @@ func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOpti
 	if err := client.Kill(ctx, sig, false); err != nil {
 		s.log.Debug("stop signal not delivered", "id", e.c.ID, "err", err)
 	}
+	s.thawIfPaused(ctx, e)
 	defer func() {
 		if retErr == nil {
 			s.emitContainer(c, eventtypes.ActionStop, nil)
@@ -468,6 +469,9 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
 		return fmt.Errorf("cannot kill container: %s: %w", id, err)
 	}
+	if sig == syscall.SIGKILL {
+		s.thawIfPaused(ctx, e)
+	}
 	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil
 }
@@ -504,6 +508,7 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 			if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 				s.log.Debug("SIGKILL for remove not delivered", "id", e.c.ID, "err", err)
 			}
+			s.thawIfPaused(ctx, e)
 		}
 		select {
 		case <-exitCh:
