@@ -504,6 +504,13 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 		if !opts.Force {
 			return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+e.c.Name))
 		}
+		// No restart policy may bring it back while it is removed.
+		e.smu.Lock()
+		e.c.State.StoppedByUser = true
+		e.smu.Unlock()
+		if client == nil && s.cancelRestart(e) {
+			continue
+		}
 		if client != nil {
 			if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 				s.log.Debug("SIGKILL for remove not delivered", "id", e.c.ID, "err", err)
