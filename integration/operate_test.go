@@ -338,3 +338,74 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthcheck(t *testing.T) {
+	d := daemonWithBusybox(t)
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	d.MustBerth(t, "run", "-d", "--name", "hc", "--health-cmd", "cat /tmp/ok", "--health-interval", "100ms", "--health-retries", "2", "busybox", "sleep", "1000")
+	eventually(t, "unhealthy after 2 failures", func() bool {
+		return inspectField(t, d, "hc", "{{.State.Health.Status}}") == "unhealthy"
+	})
+	if st := d.MustBerth(t, "ps", "--format", "{{.Status}}", "-f", "name=hc"); !strings.HasSuffix(st, "(unhealthy)\n") {
+		t.Fatalf("ps of an unhealthy container: %q", st)
+	}
+	d.MustBerth(t, "exec", "hc", "sh", "-c", "echo fine > /tmp/ok")
+	eventually(t, "healthy once the check passes", func() bool {
+		return inspectField(t, d, "hc", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}") == "healthy 0"
+	})
+	logs := inspectField(t, d, "hc", "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}")
+	if !strings.HasSuffix(logs, "0:fine\n|") || strings.Count(logs, "|") > 5 {
+		t.Fatalf("health log: %q", logs)
+	}
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	r := d.MustBerth(t, "events", "--since", since, "--until", until, "--filter", "event=health_status", "--format", "{{.Action}}")
+	if r != "health_status: unhealthy\nhealth_status: healthy\n" {
+		t.Fatalf("health events: %q", r)
+	}
+	// A check that hangs is killed at its timeout.
+	d.MustBerth(t, "run", "-d", "--name", "hang", "--health-cmd", "sleep 4321", "--health-timeout", "200ms", "--health-interval", "100ms", "--health-retries", "1", "busybox", "sleep", "1000")
+	eventually(t, "hung check times out", func() bool {
+		return inspectField(t, d, "hang", "{{.State.Health.Status}}") == "unhealthy"
+	})
+	if out := inspectField(t, d, "hang", "{{(index .State.Health.Log 0).Output}} {{(index .State.Health.Log 0).ExitCode}}"); out != "Health check exceeded timeout (200ms) -1" {
+		t.Fatalf("timed-out check: %q", out)
+	}
+	eventually(t, "no hung check left running", func() bool { return len(hostPids("sleep\x004321")) == 0 })
+	// --no-healthcheck, and the image's HEALTHCHECK through --change.
+	d.MustBerth(t, "run", "-d", "--name", "none", "--no-healthcheck", "busybox", "sleep", "1000")
+	if h := inspectField(t, d, "none", "{{.State.Health}}"); h != "<nil>" {
+		t.Fatalf("--no-healthcheck: %s", h)
+	}
+	tar := testutil.BusyboxTarFile(t, d.Root)
+	d.MustBerth(t, "import", "--change", `HEALTHCHECK --interval=100ms CMD true`, tar, "withhc:1")
+	d.MustBerth(t, "run", "-d", "--name", "img", "withhc:1", "sleep", "1000")
+	eventually(t, "image health check", func() bool {
+		return inspectField(t, d, "img", "{{.State.Health.Status}}") == "healthy"
+	})
+	// Bad input.
+	if r := d.Berth(t, "run", "-d", "--health-cmd", "true", "--health-retries", "-1", "busybox", "true"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "cannot be negative") {
+		t.Fatalf("negative retries: %s", r)
+	}
+	// Stopped: not healthy any more.
+	d.MustBerth(t, "kill", "hc")
+	d.MustBerth(t, "wait", "hc")
+	if st := inspectField(t, d, "hc", "{{.State.Health.Status}}"); st != "unhealthy" {
+		t.Fatalf("health of a stopped container: %s", st)
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	d := daemonWithBusybox(t)
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	r := d.Berth(t, "run", "--name", "oom", "-m", "8m", "--memory-swap", "8m", "busybox", "sh", "-c", `x=$(head -c 64000000 /dev/zero | tr "\0" a); echo survived`)
+	if r.ExitCode != 137 || strings.Contains(r.Stdout, "survived") {
+		t.Fatalf("run over its memory limit: %s", r)
+	}
+	if got := inspectField(t, d, "oom", "{{.State.OOMKilled}} {{.State.ExitCode}}"); got != "true 137" {
+		t.Fatalf("inspect after OOM: %s", got)
+	}
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	if ev := d.MustBerth(t, "events", "--since", since, "--until", until, "--filter", "container=oom", "--filter", "event=oom", "--filter", "event=die", "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}"); ev != "oom <no value>\ndie 137\n" {
+		t.Fatalf("oom events: %q", ev)
+	}
+}

@@ -38,6 +38,8 @@ type ContainerService struct {
 	ev    *events.Bus
 	// restarts is the restart manager's state (restart.go).
 	restarts restartState
+	// health runs the containers' health checks (health.go).
+	health healthMonitors
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -189,6 +191,9 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	mergeImageConfig(&cfg, &img.Config.Config)
+	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
+		return containertypes.CreateResponse{}, err
+	}
 	if cfg.StopSignal != "" {
 		if _, err := signal.ParseSignal(cfg.StopSignal); err != nil {
 			return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage(err.Error())

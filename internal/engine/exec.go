@@ -64,6 +64,8 @@ type execProc struct {
 	console  *os.File
 	done     chan struct{} // closed once the process has exited (or failed to start)
 	finished time.Time
+	// quiet execs (health probes) publish no events.
+	quiet bool
 }
 
 // execTable holds the exec instances of all containers.
@@ -593,7 +595,7 @@ func (s *ContainerService) runExec(ctx context.Context, c *container.Container, 
 		p.exitCode, p.finished = &code, time.Now()
 		p.mu.Unlock()
 		close(p.done)
-		if cur, err := s.get(c.ID); err == nil {
+		if cur, err := s.get(c.ID); err == nil && !p.quiet {
 			s.emitContainer(cur.snapshot(), events.ActionExecDie, map[string]string{"execID": p.id, "exitCode": strconv.Itoa(code)})
 		}
 		s.log.Debug("exec exited", "container", c.ID, "exec", p.id, "code", code)

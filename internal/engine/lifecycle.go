@@ -203,6 +203,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		Pid:       pid,
 		StartedAt: time.Now().UTC(),
 	}
+	s.startHealth(e, gen)
 	e.smu.Unlock()
 	if err := s.persist(e); err != nil {
 		s.log.Error("persist running container", "id", c.ID, "err", err)
@@ -262,6 +263,11 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	e.c.State.OOMKilled = st.OOMKilled
 	e.c.State.Error = st.Error
 	e.c.State.FinishedAt = finished.UTC()
+	if h := e.c.State.Health; h != nil {
+		// As dockerd: a stopped container is not healthy.
+		h.Status, h.FailingStreak = containertypes.Unhealthy, 0
+	}
+	s.stopHealth(id)
 	e.shim = nil
 	exitCh := e.exitCh
 	e.exitCh = make(chan struct{})
@@ -323,6 +329,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	gen := e.runGen
 	if err == nil && state.Status != "stopped" {
 		e.shim = client
+		s.startHealth(e, gen)
 		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
 		go s.monitor(e, client, gen, exitFile)
 		return
