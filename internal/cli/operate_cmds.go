@@ -223,11 +223,14 @@ func (c *berthCLI) runAttach(ctx context.Context, o *attachCmdOptions, name stri
 	st := ctr.State
 	switch {
 	case st == nil || !st.Running:
-		return errors.New("You cannot attach to a stopped container, start it first") //nolint:staticcheck // docker's message
+		//lint:ignore ST1005 docker's exact message
+		return errors.New("You cannot attach to a stopped container, start it first")
 	case st.Paused:
-		return errors.New("You cannot attach to a paused container, unpause it first") //nolint:staticcheck // docker's message
+		//lint:ignore ST1005 docker's exact message
+		return errors.New("You cannot attach to a paused container, unpause it first")
 	case st.Restarting:
-		return errors.New("You cannot attach to a restarting container, wait until it is running") //nolint:staticcheck // docker's message
+		//lint:ignore ST1005 docker's exact message
+		return errors.New("You cannot attach to a restarting container, wait until it is running")
 	}
 	cfg := ctr.Config
 	attachStdin := !o.noStdin && cfg.OpenStdin

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -335,7 +334,6 @@ func (c *berthCLI) runStats(ctx context.Context, o *statsOptions, names []string
 			}
 		}
 		mu.Unlock()
-		sort.SliceStable(entries, func(i, j int) bool { return false })
 		out := render(entries)
 		if c.out.IsTerminal() {
 			out = "\033[2J\033[H" + out

@@ -187,6 +187,7 @@ func parsePSOutput(output []byte, pids []int) (*containertypes.TopResponse, erro
 	titles := strings.Fields(lines[0])
 	pidIndex := slices.Index(titles, "PID")
 	if pidIndex < 0 {
+		//lint:ignore ST1005 docker's exact message
 		return nil, fmt.Errorf("Couldn't find PID field in ps output")
 	}
 	resp := &containertypes.TopResponse{Titles: titles, Processes: [][]string{}}
@@ -200,6 +201,7 @@ func parsePSOutput(output []byte, pids []int) (*containertypes.TopResponse, erro
 		}
 		pid, err := strconv.Atoi(fields[pidIndex])
 		if err != nil {
+			//lint:ignore ST1005 docker's exact message
 			return nil, fmt.Errorf("Unexpected pid '%s': %s", fields[pidIndex], err)
 		}
 		if !slices.Contains(pids, pid) {
