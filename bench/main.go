@@ -32,7 +32,9 @@ func main() {
 func run() int {
 	var (
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
-		jobsFlag    = flag.String("jobs", "a,b,c", "jobs to run: a (latency), b (throughput), c (idle memory)")
+		jobsFlag    = flag.String("jobs", "a,b,c", "jobs to run: a (latency), b (throughput), c (idle memory), d (exec latency), e (health-check load), f (stats --no-stream)")
+		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
+		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
 		runs        = flag.Int("runs", 30, "measured runs per engine for job (a)")
 		warmup      = flag.Int("warmup", 3, "warm-up runs per engine for job (a)")
 		binDir      = flag.String("bin", "./bin", "directory with the berth binaries (berth, berth-shim, berth-runtime)")
@@ -55,7 +57,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "d", "e", "f"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -205,6 +207,7 @@ func run() int {
 
 	if len(activeEngines) > 0 {
 		measure(ctx, rep, jobs, *warmup, *runs, *tpN, *parallel, *memN, *settle)
+		measureOperate(ctx, rep, jobs, *warmup, *runs, *healthN, *settle, *healthWin)
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -213,6 +216,7 @@ func run() int {
 	rep.Host.LoadEnd = loadavg()
 	rep.checkTargets()
 	rep.printTable(os.Stdout)
+	rep.printOperate(os.Stdout)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -230,6 +234,12 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Memory {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Exec {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Health {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

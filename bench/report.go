@@ -23,6 +23,8 @@ type report struct {
 	Latency    map[string]*latencyResult    `json:"latency,omitempty"`
 	Throughput map[string]*throughputResult `json:"throughput,omitempty"`
 	Memory     map[string]*memoryResult     `json:"memory,omitempty"`
+	Exec       map[string]*latencyResult    `json:"exec,omitempty"`
+	Health     map[string]*healthResult     `json:"health,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }
