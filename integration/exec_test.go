@@ -202,3 +202,71 @@ func TestExecTTY(t *testing.T) {
 		}
 	})
 }
+
+func TestAttachCommand(t *testing.T) {
+	d := daemonWithBusybox(t)
+	// Two clients attached at once both see the output; detaching leaves
+	// the container running.
+	d.MustBerth(t, "run", "-d", "-it", "--name", "att", "busybox", "sh")
+	cliFlavours(t, d, func(t *testing.T, cli string, run func(args ...string) testutil.Result, mk func(args ...string) *exec.Cmd) {
+		a := startTTY(t, mk("attach", "att"), 30, 100)
+		b := startTTY(t, mk("attach", "att"), 30, 100)
+		marker := "marker-" + cli
+		// Both attaches may still be connecting: type until both see it.
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(a.seen.String(), marker+"-ok") || !strings.Contains(b.seen.String(), marker+"-ok") {
+			if time.Now().After(deadline) {
+				t.Fatalf("attach output: a=%q b=%q", a.seen.String(), b.seen.String())
+			}
+			a.send("echo " + marker + "-$((40+2))\r")
+			time.Sleep(200 * time.Millisecond)
+			for _, s := range []*ttySession{a, b} {
+				for drained := false; !drained; {
+					select {
+					case chunk := <-s.out:
+						s.seen.WriteString(strings.ReplaceAll(chunk, marker+"-42", marker+"-ok"))
+					default:
+						drained = true
+					}
+				}
+			}
+		}
+		// ctrl-p ctrl-q detaches; a custom sequence too.
+		// (The stock docker CLI reports the detach as "read escape
+		// sequence", exit 1; berth's exits 0.)
+		detached := func(s *ttySession) {
+			t.Helper()
+			code := s.wait()
+			if cli == "berth" && code != 0 || cli == "docker" && code != 1 {
+				t.Fatalf("detach: exit %d: %q", code, s.seen.String())
+			}
+		}
+		a.send("\x10\x11")
+		detached(a)
+		b.send("\x10\x11")
+		detached(b)
+		c := startTTY(t, mk("attach", "--detach-keys", "ctrl-x", "att"), 30, 100)
+		time.Sleep(300 * time.Millisecond)
+		c.send("\x18")
+		detached(c)
+		if st := inspectField(t, d, "att", "{{.State.Status}}"); st != "running" {
+			t.Fatalf("after detaching: %s", st)
+		}
+	})
+	// The exit code comes back through attach.
+	d.MustBerth(t, "run", "-d", "--name", "att2", "busybox", "sh", "-c", "sleep 1; echo bye; exit 6")
+	r := d.Berth(t, "attach", "att2")
+	if r.ExitCode != 6 || !strings.Contains(r.Stdout, "bye") {
+		t.Fatalf("attach until exit: %s", r)
+	}
+	// A stopped container cannot be attached to.
+	for _, cli := range []string{"berth", "docker"} {
+		if cli == "docker" && testutil.DockerCLI() == "" {
+			continue
+		}
+		r := testutil.Run(t, cliCmd(d, cli, "attach", "att2"), "")
+		if r.ExitCode == 0 || !strings.Contains(r.Stderr, "You cannot attach to a stopped container, start it first") {
+			t.Fatalf("%s attach to a stopped container: %s", cli, r)
+		}
+	}
+}
