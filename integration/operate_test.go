@@ -409,3 +409,18 @@ func TestOOMKilled(t *testing.T) {
 		t.Fatalf("oom events: %q", ev)
 	}
 }
+
+func TestPortAndUlimit(t *testing.T) {
+	d := daemonWithBusybox(t)
+	d.MustBerth(t, "run", "-d", "--name", "pu", "--ulimit", "nofile=1024:2048", "busybox", "sleep", "1000")
+	if out := d.MustBerth(t, "exec", "pu", "sh", "-c", "ulimit -n; ulimit -Hn"); out != "1024\n2048\n" {
+		t.Fatalf("--ulimit in an exec: %q", out)
+	}
+	// No published ports yet (berth has no networks): nothing to list.
+	if r := d.Berth(t, "port", "pu"); r.ExitCode != 0 || r.Stdout != "" {
+		t.Fatalf("port: %s", r)
+	}
+	if r := d.Berth(t, "port", "pu", "80"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "No public port '80/tcp' published for pu") {
+		t.Fatalf("port 80: %s", r)
+	}
+}

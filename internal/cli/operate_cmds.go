@@ -30,9 +30,9 @@ import (
 // level and under `container` (and `system events`).
 func (c *berthCLI) addOperateCommands(root, ctr, sys *cobra.Command) {
 	root.AddCommand(c.newExecCommand(), c.newAttachCommand(), c.newPauseCommand(), c.newUnpauseCommand(),
-		c.newTopCommand(), c.newStatsCommand(), c.newUpdateCommand(), c.newEventsCommand())
+		c.newTopCommand(), c.newStatsCommand(), c.newUpdateCommand(), c.newEventsCommand(), c.newPortCommand())
 	for _, sub := range []*cobra.Command{c.newExecCommand(), c.newAttachCommand(), c.newPauseCommand(), c.newUnpauseCommand(),
-		c.newTopCommand(), c.newStatsCommand(), c.newUpdateCommand()} {
+		c.newTopCommand(), c.newStatsCommand(), c.newUpdateCommand(), c.newPortCommand()} {
 		delete(sub.Annotations, "category-top")
 		ctr.AddCommand(sub)
 	}
