@@ -70,8 +70,10 @@ func (f *fakeOps) ExecInspect(ctx context.Context, id string) (*container.ExecIn
 	return &container.ExecInspectResponse{ID: id, ExitCode: &code, ContainerID: "c1"}, nil
 }
 
-func (f *fakeOps) Pause(ctx context.Context, id string) error   { return nil }
-func (f *fakeOps) Unpause(ctx context.Context, id string) error { return errdefs.ErrConflict.WithMessage("container c1 is not paused") }
+func (f *fakeOps) Pause(ctx context.Context, id string) error { return nil }
+func (f *fakeOps) Unpause(ctx context.Context, id string) error {
+	return errdefs.ErrConflict.WithMessage("container c1 is not paused")
+}
 func (f *fakeOps) Top(ctx context.Context, id, psArgs string) (*container.TopResponse, error) {
 	return &container.TopResponse{Titles: []string{"PID", psArgs}, Processes: [][]string{{"1", "sleep"}}}, nil
 }
