@@ -37,12 +37,10 @@ func (c *berthCLI) newPortCommand() *cobra.Command {
 				}
 				p, err := network.ParsePort(spec)
 				if err != nil {
-					//lint:ignore ST1005 docker's message
 					return fmt.Errorf("Error: invalid port (%s): %w", args[1], err)
 				}
 				bindings, ok := ports[p]
 				if !ok || len(bindings) == 0 {
-					//lint:ignore ST1005 docker's exact message
 					return fmt.Errorf("Error: No public port '%s' published for %s", p, args[0])
 				}
 				for _, b := range bindings {
