@@ -21,6 +21,7 @@ import (
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // ContainerService implements api.ContainerBackend: the container lifecycle.
@@ -61,6 +62,10 @@ type entry struct {
 	pending   []*pendingAttach
 	// runGen counts starts, so a stale monitor can't clobber a newer run.
 	runGen int
+	// execBase is the running container's spec process (from its bundle's
+	// config.json), parsed once per run for execs and health probes.
+	execBase    *specs.Process
+	execBaseGen int
 }
 
 func newEntry(c *container.Container) *entry {

@@ -259,7 +259,7 @@ func (s *ContainerService) ExecStart(ctx context.Context, id string, opts api.Ex
 	s.emitContainer(c, events.Action(string(events.ActionExecStart)+": "+strings.Join(req.Cmd, " ")), map[string]string{"execID": p.id})
 	bundle := s.cfg.bundleDir(c.ID)
 	var run func()
-	proc, err := execProcessSpec(bundle, c, req, size)
+	proc, err := s.execProcessSpec(e, bundle, c, req, size)
 	if err == nil {
 		run, err = s.runExec(ctx, c, p, proc, opts.Detach, stdin, out)
 	}
@@ -292,19 +292,12 @@ func (s *ContainerService) ExecStart(ctx context.Context, id string, opts api.Ex
 // execProcessSpec builds the process to run from the container's own (its
 // bundle's config.json), as docker does: same environment, capabilities,
 // rlimits and user unless the exec overrides them.
-func execProcessSpec(bundle string, c *container.Container, req containertypes.ExecCreateRequest, size *[2]uint) (*specs.Process, error) {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+func (s *ContainerService) execProcessSpec(e *entry, bundle string, c *container.Container, req containertypes.ExecCreateRequest, size *[2]uint) (*specs.Process, error) {
+	base, err := s.execBase(e, bundle)
 	if err != nil {
-		return nil, fmt.Errorf("read container spec: %w", err)
+		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return nil, fmt.Errorf("read container spec: %w", err)
-	}
-	if spec.Process == nil {
-		return nil, errors.New("container spec has no process")
-	}
-	p := *spec.Process
+	p := *base
 	p.Args = slices.Clone(req.Cmd)
 	p.Terminal = req.Tty
 	p.ConsoleSize = nil
@@ -344,6 +337,34 @@ func execProcessSpec(bundle string, c *container.Container, req containertypes.E
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: caps}
 	}
 	return &p, nil
+}
+
+// execBase returns the container's spec process, read from its bundle once
+// per run.
+func (s *ContainerService) execBase(e *entry, bundle string) (*specs.Process, error) {
+	e.smu.RLock()
+	base, gen, cur := e.execBase, e.execBaseGen, e.runGen
+	e.smu.RUnlock()
+	if base != nil && gen == cur {
+		return base, nil
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read container spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("read container spec: %w", err)
+	}
+	if spec.Process == nil {
+		return nil, errors.New("container spec has no process")
+	}
+	e.smu.Lock()
+	if e.runGen == cur {
+		e.execBase, e.execBaseGen = spec.Process, cur
+	}
+	e.smu.Unlock()
+	return spec.Process, nil
 }
 
 // privilegedCaps is every capability the kernel supports and the daemon

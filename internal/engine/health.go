@@ -146,7 +146,7 @@ func (s *ContainerService) probe(e *entry, cmd []string, timeout time.Duration) 
 	}
 	req := containertypes.ExecCreateRequest{Cmd: cmd, AttachStdout: true, AttachStderr: true, User: c.Config.User}
 	p := &execProc{id: stringid.Generate(), cid: c.ID, req: req, done: make(chan struct{}), quiet: true, started: true}
-	proc, err := execProcessSpec(s.cfg.bundleDir(c.ID), c, req, nil)
+	proc, err := s.execProcessSpec(e, s.cfg.bundleDir(c.ID), c, req, nil)
 	if err != nil {
 		return fail(-1, err.Error())
 	}
