@@ -149,6 +149,14 @@ func TestExecDiesWithContainer(t *testing.T) {
 	if st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); len(st) > 0 {
 		t.Fatalf("exec process left as %s", st)
 	}
+	// Sharing the host's pid namespace, the daemon kills them itself.
+	if r := d.Berth(t, "run", "-d", "--name", "hostpid", "--pid", "host", "busybox", "sleep", "1000"); r.ExitCode != 0 {
+		t.Skipf("--pid host: %s", r)
+	}
+	d.MustBerth(t, "exec", "-d", "hostpid", "sleep", "4242")
+	eventually(t, "exec'd sleep running", func() bool { return len(hostPids("sleep\x004242")) == 1 })
+	d.MustBerth(t, "kill", "hostpid")
+	eventually(t, "exec'd process gone with its --pid=host container", func() bool { return len(hostPids("sleep\x004242")) == 0 })
 }
 
 // hostPids lists the host processes whose command line contains cmdline.

@@ -116,6 +116,28 @@ func (t *execTable) dropContainer(cid string) {
 	}
 }
 
+// killContainer SIGKILLs the running execs of a container that exited:
+// they are in its pid namespace and already gone, unless it shares the
+// host's (--pid=host). A running exec is our unreaped child, so its pid
+// cannot have been reused.
+func (t *execTable) killContainer(cid string) {
+	t.mu.Lock()
+	var procs []*execProc
+	for _, p := range t.m {
+		if p.cid == cid {
+			procs = append(procs, p)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range procs {
+		p.mu.Lock()
+		if p.running && p.pid > 0 {
+			_ = unix.Kill(p.pid, unix.SIGKILL)
+		}
+		p.mu.Unlock()
+	}
+}
+
 // runningCheck is docker's conflict for an exec in a container that cannot
 // take one.
 func runningCheck(c *container.Container) error {

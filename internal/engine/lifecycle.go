@@ -268,6 +268,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		h.Status, h.FailingStreak = containertypes.Unhealthy, 0
 	}
 	s.stopHealth(id)
+	s.execs.killContainer(id)
 	e.shim = nil
 	exitCh := e.exitCh
 	e.exitCh = make(chan struct{})
