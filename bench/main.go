@@ -32,8 +32,10 @@ func main() {
 func run() int {
 	var (
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
+		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
+		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
 		runs        = flag.Int("runs", 30, "measured runs per engine for job (a)")
 		warmup      = flag.Int("warmup", 3, "warm-up runs per engine for job (a)")
 		binDir      = flag.String("bin", "./bin", "directory with the berth binaries (berth, berth-shim, berth-runtime)")
@@ -56,7 +58,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -209,6 +211,7 @@ func run() int {
 		if slices.Contains(jobs, "r") && ctx.Err() == nil {
 			rep.Registry = jobRegistry(ctx, activeEngines, *binDir, root, tarPath, max(*regRuns, 1))
 		}
+		measureOperate(ctx, rep, jobs, *warmup, *runs, *healthN, *settle, *healthWin)
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -218,6 +221,7 @@ func run() int {
 	rep.checkTargets()
 	rep.printTable(os.Stdout)
 	printRegistry(os.Stdout, rep.Registry, rep.Config.Engines)
+	rep.printOperate(os.Stdout)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -238,6 +242,12 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Registry {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Exec {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Health {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

@@ -24,6 +24,8 @@ type report struct {
 	Throughput map[string]*throughputResult `json:"throughput,omitempty"`
 	Memory     map[string]*memoryResult     `json:"memory,omitempty"`
 	Registry   map[string]*registryResult   `json:"registry,omitempty"`
+	Exec       map[string]*latencyResult    `json:"exec,omitempty"`
+	Health     map[string]*healthResult     `json:"health,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }

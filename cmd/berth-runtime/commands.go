@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -426,4 +429,195 @@ func cmdResume(g *globals, p parsedArgs) error {
 		return err
 	}
 	return c.Resume()
+}
+
+// cmdExec runs a new process in a running container (runc's `exec
+// --process FILE`): it joins the container's namespaces and cgroup through
+// libcontainer's setns path. With --detach it writes --pid-file and leaves
+// the process to our parent (a child subreaper reaps it); otherwise it
+// waits, relays signals and exits with the process's status. Without a
+// terminal the process inherits our stdio; with one (--tty) the pty master
+// goes to --console-socket.
+func cmdExec(g *globals, p parsedArgs) (retErr error) {
+	id := p.pos[0]
+	defer func() {
+		if retErr != nil {
+			retErr = fmt.Errorf("exec failed: %w", retErr)
+		}
+	}()
+	c, err := load(g, id)
+	if err != nil {
+		return err
+	}
+	status, err := c.Status()
+	if err != nil {
+		return err
+	}
+	switch status {
+	case libcontainer.Stopped:
+		return errors.New("cannot exec in a stopped container")
+	case libcontainer.Paused:
+		if !p.bool("ignore-paused") {
+			return errors.New("cannot exec in a paused container (use --ignore-paused to override)")
+		}
+	}
+	procPath := p.str("process")
+	if procPath == "" {
+		return errors.New("exec: --process is required")
+	}
+	b, err := os.ReadFile(procPath)
+	if err != nil {
+		return err
+	}
+	var sp specs.Process
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return fmt.Errorf("parse %s: %w", procPath, err)
+	}
+	switch {
+	case len(sp.Args) == 0:
+		return errors.New("args must not be empty")
+	case sp.Cwd == "" || !filepath.IsAbs(sp.Cwd):
+		return errors.New("cwd must be an absolute path")
+	}
+	if p.bool("tty") {
+		sp.Terminal = true
+	}
+	consoleSocket := p.str("console-socket")
+	detach := p.bool("detach")
+	if sp.Terminal && consoleSocket == "" {
+		return errors.New("cannot allocate tty without a console socket")
+	}
+	if !sp.Terminal && consoleSocket != "" {
+		return errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	pidFile := p.str("pid-file")
+	if pidFile != "" {
+		if pidFile, err = filepath.Abs(pidFile); err != nil {
+			return err
+		}
+	}
+	proc, err := newProcess(&sp)
+	if err != nil {
+		return err
+	}
+	proc.Init = false
+	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
+	if sp.Terminal {
+		sock, err := dialUnix(consoleSocket)
+		if err != nil {
+			return fmt.Errorf("connect to console socket %s: %w", consoleSocket, err)
+		}
+		defer sock.Close()
+		proc.ConsoleSocket = sock
+	} else {
+		proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	var sigs chan os.Signal
+	if !detach {
+		sigs = make(chan os.Signal, 32)
+		signal.Notify(sigs)
+	}
+	if err := c.Run(proc); err != nil {
+		return err
+	}
+	pid, err := proc.Pid()
+	if err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
+		return err
+	}
+	if pidFile != "" {
+		if err := writePidFile(pidFile, pid); err != nil {
+			_ = proc.Signal(unix.SIGKILL)
+			_, _ = proc.Wait()
+			return err
+		}
+	}
+	if detach {
+		return nil
+	}
+	go func() {
+		for s := range sigs {
+			if s == unix.SIGCHLD || s == unix.SIGURG || s == unix.SIGPIPE {
+				continue
+			}
+			_ = proc.Signal(s)
+		}
+	}()
+	st, err := proc.Wait()
+	if st == nil {
+		return err
+	}
+	ws := st.Sys().(syscall.WaitStatus)
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	os.Exit(code)
+	return nil
+}
+
+// cmdUpdate changes the resources of a running container (runc's `update
+// --resources FILE`, "-" for stdin): the JSON is an OCI LinuxResources;
+// fields it leaves out keep their values.
+func cmdUpdate(g *globals, p parsedArgs) error {
+	c, err := load(g, p.pos[0])
+	if err != nil {
+		return err
+	}
+	path := p.str("resources")
+	if path == "" {
+		return errors.New("update: --resources is required")
+	}
+	var b []byte
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return err
+	}
+	var r specs.LinuxResources
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("parse resources: %w", err)
+	}
+	config := c.Config()
+	res := config.Cgroups.Resources
+	if m := r.Memory; m != nil {
+		if m.Limit != nil {
+			res.Memory = *m.Limit
+		}
+		if m.Reservation != nil {
+			res.MemoryReservation = *m.Reservation
+		}
+		if m.Swap != nil {
+			res.MemorySwap = *m.Swap
+		}
+	}
+	if cpu := r.CPU; cpu != nil {
+		if cpu.Shares != nil {
+			res.CpuShares = *cpu.Shares
+		}
+		if cpu.Quota != nil {
+			res.CpuQuota = *cpu.Quota
+		}
+		if cpu.Period != nil {
+			res.CpuPeriod = *cpu.Period
+		}
+		if cpu.Cpus != "" {
+			res.CpusetCpus = cpu.Cpus
+		}
+		if cpu.Mems != "" {
+			res.CpusetMems = cpu.Mems
+		}
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		l := *r.Pids.Limit
+		res.PidsLimit = &l
+	}
+	if r.BlockIO != nil && r.BlockIO.Weight != nil {
+		res.BlkioWeight = *r.BlockIO.Weight
+	}
+	return c.Set(config)
 }

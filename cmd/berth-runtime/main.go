@@ -8,6 +8,8 @@
 //	berth-runtime kill [--all] ID [SIGNAL]
 //	berth-runtime delete [--force] ID
 //	berth-runtime pause|resume ID
+//	berth-runtime exec --process FILE [--detach --pid-file FILE] [--tty --console-socket SOCK] ID
+//	berth-runtime update --resources FILE|- ID
 //
 // It manages cgroups with the cgroupfs driver only (v1, hybrid or v2) and
 // applies no seccomp filter unless built with the seccomp tag.
@@ -81,6 +83,16 @@ var commands = map[string]command{
 	"delete": {flags: []flagDef{{name: "force", short: "f"}}, min: 1, max: 1, run: cmdDelete},
 	"pause":  {min: 1, max: 1, run: cmdPause},
 	"resume": {min: 1, max: 1, run: cmdResume},
+	"exec": {flags: []flagDef{
+		{name: "process", short: "p", value: true},
+		{name: "console-socket", value: true},
+		{name: "pid-file", value: true},
+		{name: "detach", short: "d"},
+		{name: "tty", short: "t"},
+		{name: "ignore-paused"},
+		{name: "preserve-fds", value: true},
+	}, min: 1, max: 1, run: cmdExec},
+	"update": {flags: []flagDef{{name: "resources", short: "r", value: true}}, min: 1, max: 1, run: cmdUpdate},
 }
 
 const usage = `berth-runtime: berth's OCI runtime (runc's command line)
@@ -95,6 +107,8 @@ Commands:
   delete   delete the container's resources (--force kills it first)
   pause    freeze all processes of the container
   resume   thaw them
+  exec     run a process in a running container (--process, --detach, --pid-file, --tty, --console-socket)
+  update   change a running container's resources (--resources FILE|-)
 
 Global options:
   --root DIR          state directory (default ` + defaultRoot + `)

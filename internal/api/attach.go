@@ -16,14 +16,6 @@ import (
 )
 
 func (rt *router) postContainerAttach(c *call) error {
-	_, upgrade := c.r.Header["Upgrade"]
-	// Set by Hijack, which the backend may call from another goroutine.
-	var (
-		mu        sync.Mutex
-		conn      net.Conn
-		hijacked  bool
-		stopWatch = func() {}
-	)
 	opts := AttachOptions{
 		Stdin:      c.bool("stdin"),
 		Stdout:     c.bool("stdout"),
@@ -32,55 +24,86 @@ func (rt *router) postContainerAttach(c *call) error {
 		Stream:     c.bool("stream"),
 		DetachKeys: c.str("detachKeys"),
 	}
-	wantStdin := opts.Stdin
-	// The backend's context also ends when the client is gone for good
-	// (not when it only closed its write side), so that a backend blocked
-	// on a silent container can stop.
+	h := newHijacker(c, opts.Stdin)
+	defer h.cancel()
+	opts.Hijack = h.hijack
+	err := rt.b.Containers.Attach(h.ctx, c.name, opts)
+	return h.finish(err, !opts.Stream && !opts.Logs, "container", c.name)
+}
+
+// hijacker takes over a request's connection for a raw stream (attach,
+// exec start), once the backend has validated the request.
+type hijacker struct {
+	c         *call
+	upgrade   bool
+	wantStdin bool
+	// ctx is the backend's context. It also ends when the client is gone
+	// for good (not when it only closed its write side), so that a
+	// backend blocked on a silent container can stop.
 	//
 	// Not derived from the request's context: net/http cancels that when
 	// its background read sees EOF, which a client that half-closes before
 	// the hijack (docker run with no stdin to send) causes.
-	ctx, clientLeft := context.WithCancel(context.WithoutCancel(c.ctx))
-	defer clientLeft()
-	opts.Hijack = func(multiplexed bool) (io.ReadCloser, io.Writer, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if hijacked {
-			return nil, nil, errors.New("attach: connection already hijacked")
-		}
-		cn, brw, err := c.w.hijack()
-		if err != nil {
-			return nil, nil, fmt.Errorf("attach: hijack connection: %w", err)
-		}
-		hijacked, conn = true, cn
-		contentType := types.MediaTypeRawStream
-		if multiplexed && versionAtLeast(c.version, "1.42") {
-			contentType = types.MediaTypeMultiplexedStream
-		}
-		var hdr bytes.Buffer
-		if upgrade {
-			fmt.Fprintf(&hdr, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n", contentType)
-		} else {
-			fmt.Fprintf(&hdr, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n", contentType)
-		}
-		// The headers set so far (Api-Version, Server, …) were not sent.
-		_ = c.w.Header().WriteSubset(&hdr, map[string]bool{"Content-Type": true, "Content-Length": true, "Connection": true, "Upgrade": true})
-		hdr.WriteString("\r\n")
-		if _, err := cn.Write(hdr.Bytes()); err != nil {
-			return nil, nil, fmt.Errorf("attach: write response header: %w", err)
-		}
-		stopWatch = watchHangup(cn, clientLeft)
-		if !wantStdin {
-			return nil, cn, nil
-		}
-		return &attachInput{r: brw.Reader, conn: cn, gone: clientLeft}, cn, nil
-	}
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	err := rt.b.Containers.Attach(ctx, c.name, opts)
-	mu.Lock()
-	defer mu.Unlock()
-	if !hijacked {
-		if err == nil && !opts.Stream && !opts.Logs {
+	// Set by hijack, which the backend may call from another goroutine.
+	mu        sync.Mutex
+	conn      net.Conn
+	hijacked  bool
+	stopWatch func()
+}
+
+func newHijacker(c *call, wantStdin bool) *hijacker {
+	_, upgrade := c.r.Header["Upgrade"]
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
+	return &hijacker{c: c, upgrade: upgrade, wantStdin: wantStdin, ctx: ctx, cancel: cancel, stopWatch: func() {}}
+}
+
+func (h *hijacker) hijack(multiplexed bool) (io.ReadCloser, io.Writer, error) {
+	c := h.c
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hijacked {
+		return nil, nil, errors.New("attach: connection already hijacked")
+	}
+	cn, brw, err := c.w.hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("attach: hijack connection: %w", err)
+	}
+	h.hijacked, h.conn = true, cn
+	contentType := types.MediaTypeRawStream
+	if multiplexed && versionAtLeast(c.version, "1.42") {
+		contentType = types.MediaTypeMultiplexedStream
+	}
+	var hdr bytes.Buffer
+	if h.upgrade {
+		fmt.Fprintf(&hdr, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n", contentType)
+	} else {
+		fmt.Fprintf(&hdr, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n", contentType)
+	}
+	// The headers set so far (Api-Version, Server, …) were not sent.
+	_ = c.w.Header().WriteSubset(&hdr, map[string]bool{"Content-Type": true, "Content-Length": true, "Connection": true, "Upgrade": true})
+	hdr.WriteString("\r\n")
+	if _, err := cn.Write(hdr.Bytes()); err != nil {
+		return nil, nil, fmt.Errorf("attach: write response header: %w", err)
+	}
+	h.stopWatch = watchHangup(cn, h.cancel)
+	if !h.wantStdin {
+		return nil, cn, nil
+	}
+	return &attachInput{r: brw.Reader, conn: cn, gone: h.cancel}, cn, nil
+}
+
+// finish ends the request once the backend returned: the error becomes the
+// response when the connection was not hijacked (nothingToStream: a
+// backend that succeeded without hijacking answered correctly), else the
+// connection is closed.
+func (h *hijacker) finish(err error, nothingToStream bool, what, name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.hijacked {
+		if err == nil && nothingToStream {
 			// Nothing to stream: answer like a hijack would have.
 			return nil
 		}
@@ -89,15 +112,15 @@ func (rt *router) postContainerAttach(c *call) error {
 		}
 		return err
 	}
-	// The stream is over (container output ended, client detached or
-	// went away): closing tells the client. An error here can only be
-	// logged; the status line went out long ago.
-	stopWatch()
-	if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-		c.log.Debug("close attach connection", "err", cerr)
+	// The stream is over (output ended, client detached or went away):
+	// closing tells the client. An error here can only be logged; the
+	// status line went out long ago.
+	h.stopWatch()
+	if cerr := h.conn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		h.c.log.Debug("close attach connection", "err", cerr)
 	}
-	if err != nil && !clientGone(ctx, err) {
-		c.log.Warn("attach stream ended with an error", "container", c.name, "err", err)
+	if err != nil && !clientGone(h.ctx, err) {
+		h.c.log.Warn("attach stream ended with an error", what, name, "err", err)
 	}
 	return nil
 }

@@ -32,6 +32,11 @@ type Backends struct {
 	System     SystemBackend
 	// Distribution serves push, /distribution and /auth (nil: 501).
 	Distribution DistributionBackend
+	// Exec, ContainerOps and Events are the operations on running
+	// containers (exec, pause, top, stats, update) and the event stream.
+	Exec         ExecBackend
+	ContainerOps ContainerOpsBackend
+	Events       EventsBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -186,6 +191,7 @@ func (rt *router) initRoutes() {
 
 	// Registries: push, distribution inspect, login.
 	rt.addDistributionRoutes()
+	rt.initOperateRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

@@ -435,6 +435,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 		delete(sub.Annotations, "category-top")
 	}
 
+	c.addOperateCommands(root, container, sys)
 	root.AddCommand(container, img, sys)
 }
 

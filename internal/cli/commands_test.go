@@ -382,7 +382,7 @@ func TestUsageAndHelp(t *testing.T) {
 		t.Errorf("image: %s", r)
 	}
 	r = runCLI(t, "", "", nil)
-	if r.code != 0 || !strings.Contains(r.stderr, "Common Commands:\n  run         Create and run a new container from an image\n  ps ") {
+	if r.code != 0 || !strings.Contains(r.stderr, "Common Commands:\n  run         Create and run a new container from an image\n  exec        Execute a command in a running container\n  ps ") {
 		t.Errorf("berth alone prints its help: %s", r)
 	}
 }

@@ -36,6 +36,8 @@ type State struct {
 	// StoppedByUser records that the last exit was asked for by stop or
 	// kill, which restart policies must respect.
 	StoppedByUser bool
+	// Health is the health check's state while a container with one runs.
+	Health *containertypes.Health `json:",omitempty"`
 }
 
 // Running reports whether the container has a live process.
@@ -73,6 +75,11 @@ type Container struct {
 func (c *Container) Clone() *Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
+	if h := c.State.Health; h != nil {
+		hc := *h
+		hc.Log = append([]*containertypes.HealthcheckResult(nil), h.Log...)
+		cp.State.Health = &hc
+	}
 	return &cp
 }
 
@@ -82,7 +89,16 @@ func (c *Container) StatusString(now time.Time) string {
 	s := c.State
 	switch s.Status {
 	case StatusRunning:
-		return "Up " + units.HumanDuration(now.Sub(s.StartedAt))
+		up := "Up " + units.HumanDuration(now.Sub(s.StartedAt))
+		if h := s.Health; h != nil {
+			switch h.Status {
+			case containertypes.Starting:
+				up += " (health: starting)"
+			case containertypes.Healthy, containertypes.Unhealthy:
+				up += " (" + string(h.Status) + ")"
+			}
+		}
+		return up
 	case StatusPaused:
 		return "Up " + units.HumanDuration(now.Sub(s.StartedAt)) + " (Paused)"
 	case StatusRestarting:

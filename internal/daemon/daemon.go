@@ -24,6 +24,7 @@ import (
 	"github.com/berth-engine/berth/internal/content"
 	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/berth-engine/berth/internal/engine"
+	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/runtime"
@@ -123,6 +124,9 @@ func Run(ctx context.Context, opts Options) error {
 		System:     svcs.System,
 
 		Distribution: svcs.Images,
+		Exec:         svcs.Containers,
+		ContainerOps: svcs.Containers,
+		Events:       svcs.Events,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -265,6 +269,10 @@ func openStores(ctx context.Context, opts Options, log *slog.Logger) (engine.Sto
 			return fail(err)
 		}
 	}
+	if st.Events, err = events.New(events.Options{LogPath: filepath.Join(opts.DataRoot, "events.log"), Logger: log}); err != nil {
+		return fail(fmt.Errorf("event log: %w", err))
+	}
+	closers = append(closers, func() { _ = st.Events.Close() })
 	return st, note, closeAll, nil
 }
 

@@ -16,11 +16,14 @@ import (
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/shim"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
+	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // ContainerService implements api.ContainerBackend: the container lifecycle.
@@ -33,6 +36,13 @@ type ContainerService struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+
+	execs execTable
+	ev    *events.Bus
+	// restarts is the restart manager's state (restart.go).
+	restarts restartState
+	// health runs the containers' health checks (health.go).
+	health healthMonitors
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -54,6 +64,10 @@ type entry struct {
 	pending   []*pendingAttach
 	// runGen counts starts, so a stale monitor can't clobber a newer run.
 	runGen int
+	// execBase is the running container's spec process (from its bundle's
+	// config.json), parsed once per run for execs and health probes.
+	execBase    *specs.Process
+	execBaseGen int
 }
 
 func newEntry(c *container.Container) *entry {
@@ -84,6 +98,10 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		index:   container.NewIndex(),
 		unpack:  newUnpacker(st),
 		entries: map[string]*entry{},
+		ev:      st.Events,
+	}
+	if err := setSubreaper(); err != nil {
+		s.log.Warn("cannot become a child subreaper; exec exit codes will be lost", "err", err)
 	}
 	for _, dir := range []string{filepath.Join(cfg.ExecRoot, "containers"), filepath.Join(cfg.ExecRoot, "shims")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -107,10 +125,16 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		e := newEntry(c)
 		s.entries[c.ID] = e
 	}
+	// Strays first, while the records still say what was running: once
+	// restore runs, restart policies may start containers (new shims).
+	s.stopStrayShims(ctx)
+	var stopped []*entry
 	for _, e := range s.entries {
+		if !e.c.State.Running() {
+			stopped = append(stopped, e)
+		}
 		s.restore(ctx, e)
 	}
-	s.stopStrayShims(ctx)
 	// Bundles of containers that have no record any more.
 	bundles, _ := filepath.Glob(filepath.Join(cfg.ExecRoot, "containers", "*"))
 	for _, b := range bundles {
@@ -123,6 +147,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		}
 		_ = os.RemoveAll(b)
 	}
+	s.startAtBoot(stopped)
 	gcSnapshots(ctx, st)
 	return s, nil
 }
@@ -188,6 +213,9 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	mergeImageConfig(&cfg, &img.Config.Config)
+	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
+		return containertypes.CreateResponse{}, err
+	}
 	if cfg.StopSignal != "" {
 		if _, err := signal.ParseSignal(cfg.StopSignal); err != nil {
 			return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage(err.Error())
@@ -276,6 +304,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 	s.entries[id] = newEntry(c)
 	s.mu.Unlock()
 	ok = true
+	s.emitContainer(c, eventtypes.ActionCreate, nil)
 	if warnings == nil {
 		warnings = []string{}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/content"
 	"github.com/berth-engine/berth/internal/distribution"
+	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
@@ -48,6 +49,8 @@ type Stores struct {
 	Snapshots  snapshot.Snapshotter
 	Containers *container.Store
 	Runtimes   *runtime.Registry
+	// Events is the event bus (nil: events are dropped).
+	Events *events.Bus
 }
 
 func (c Config) logger() *slog.Logger {
@@ -76,6 +79,7 @@ type Services struct {
 	Containers *ContainerService
 	Images     *ImageService
 	System     *SystemService
+	Events     *EventService
 }
 
 // New opens the services over the stores, reconciling container state with
@@ -90,5 +94,6 @@ func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services
 		Containers: containers,
 		Images:     images,
 		System:     NewSystemService(cfg, st, containers, images, daemonID),
+		Events:     &EventService{bus: st.Events},
 	}, nil
 }

@@ -19,6 +19,16 @@ import (
 // by a container needs force; an ID with several names needs force; an image
 // used by a running container or with child images can't be removed at all.
 func (s *ImageService) Remove(ctx context.Context, name string, force, noPrune bool) ([]imagetypes.DeleteResponse, error) {
+	var id string
+	if img, err := s.st.Images.Resolve(ctx, name); err == nil {
+		id = img.ID.String()
+	}
+	records, err := s.remove(ctx, name, force, noPrune)
+	s.emitDeleteRecords(id, records)
+	return records, err
+}
+
+func (s *ImageService) remove(ctx context.Context, name string, force, noPrune bool) ([]imagetypes.DeleteResponse, error) {
 	img, err := s.st.Images.Resolve(ctx, name)
 	if err != nil {
 		return nil, err

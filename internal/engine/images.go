@@ -19,6 +19,7 @@ import (
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	eventtypes "github.com/moby/moby/api/types/events"
 	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/storage"
@@ -86,6 +87,11 @@ func (s *ImageService) Import(ctx context.Context, src io.Reader, opts api.Impor
 	if _, err := s.unpack.ensure(ctx, img); err != nil {
 		s.log.Warn("unpack imported image", "id", img.ID, "err", err)
 	}
+	name := ""
+	if ref != nil {
+		name = reference.FamiliarString(ref)
+	}
+	s.emitImage(eventtypes.ActionImport, img.ID.String(), name)
 	return img.ID.String(), nil
 }
 
@@ -115,9 +121,11 @@ func (s *ImageService) Load(ctx context.Context, src io.Reader, quiet bool, prog
 		}
 		if len(li.Refs) == 0 {
 			_ = enc.Encode(jsonstream.Message{Stream: "Loaded image ID: " + li.ID.String() + "\n"})
+			s.emitImage(eventtypes.ActionLoad, li.ID.String(), "")
 			continue
 		}
 		for _, r := range li.Refs {
+			s.emitImage(eventtypes.ActionLoad, image.FamiliarString(r), image.FamiliarString(r))
 			_ = enc.Encode(jsonstream.Message{Stream: "Loaded image: " + image.FamiliarString(r) + "\n"})
 		}
 	}
@@ -463,7 +471,11 @@ func (s *ImageService) Tag(ctx context.Context, source, repo, tag string) error 
 	if err != nil {
 		return err
 	}
-	return s.st.Images.AddReference(ctx, ref, img.ID)
+	if err := s.st.Images.AddReference(ctx, ref, img.ID); err != nil {
+		return err
+	}
+	s.emitImage(eventtypes.ActionTag, img.ID.String(), reference.FamiliarString(ref))
+	return nil
 }
 
 // parseRepoTag parses the repo and tag query parameters docker sends.

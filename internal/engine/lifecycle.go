@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
+	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/signal"
 )
 
@@ -209,10 +211,12 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		Pid:       pid,
 		StartedAt: time.Now().UTC(),
 	}
+	s.startHealth(e, gen)
 	e.smu.Unlock()
 	if err := s.persist(e); err != nil {
 		s.log.Error("persist running container", "id", c.ID, "err", err)
 	}
+	s.emitContainer(c, eventtypes.ActionStart, nil)
 	go s.monitor(e, client, gen, exitFile)
 	s.log.Debug("container started", "id", c.ID, "pid", pid)
 	return nil
@@ -295,11 +299,27 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	e.c.State.OOMKilled = st.OOMKilled
 	e.c.State.Error = st.Error
 	e.c.State.FinishedAt = finished.UTC()
+	if h := e.c.State.Health; h != nil {
+		// As dockerd: a stopped container is not healthy.
+		h.Status, h.FailingStreak = containertypes.Unhealthy, 0
+	}
+	s.stopHealth(id)
+	s.execs.killContainer(id)
 	e.shim = nil
 	exitCh := e.exitCh
 	e.exitCh = make(chan struct{})
 	autoRemove := e.c.HostConfig.AutoRemove
+	restart, delay := s.shouldRestart(e.c, finished.Sub(e.c.State.StartedAt))
+	if restart {
+		e.c.State.Status = container.StatusRestarting
+		e.c.RestartCount++
+	}
+	exited := e.c.Clone()
 	e.smu.Unlock()
+	if st.OOMKilled {
+		s.emitContainer(exited, eventtypes.ActionOOM, nil)
+	}
+	s.emitContainer(exited, eventtypes.ActionDie, map[string]string{"exitCode": strconv.Itoa(st.Code)})
 
 	bundle := s.cfg.bundleDir(id)
 	if err := unmountRootfs(bundle); err != nil {
@@ -312,7 +332,11 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	}
 	close(exitCh)
 	e.op.Unlock()
-	s.log.Debug("container exited", "id", id, "code", st.Code)
+	s.log.Debug("container exited", "id", id, "code", st.Code, "restart", restart)
+	if restart {
+		s.scheduleRestart(e, delay)
+		return
+	}
 	if autoRemove {
 		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Error("auto-remove", "id", id, "err", err)
@@ -343,6 +367,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	gen := e.runGen
 	if err == nil && state.Status != "stopped" {
 		e.shim = client
+		s.startHealth(e, gen)
 		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
 		go s.monitor(e, client, gen, exitFile)
 		return
@@ -367,7 +392,14 @@ func (s *ContainerService) Stop(ctx context.Context, id string, opts api.StopOpt
 	return s.stop(ctx, e, opts)
 }
 
-func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOptions) error {
+func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOptions) (retErr error) {
+	if s.cancelRestart(e) {
+		e.smu.Lock()
+		e.c.State.StoppedByUser = true
+		e.smu.Unlock()
+		_ = s.persist(e)
+		return nil
+	}
 	e.smu.Lock()
 	if !e.c.State.Running() || e.shim == nil {
 		e.smu.Unlock()
@@ -396,9 +428,17 @@ func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOpti
 		}
 		sig = parsed
 	}
+	c := e.snapshot()
+	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if err := client.Kill(ctx, sig, false); err != nil {
 		s.log.Debug("stop signal not delivered", "id", e.c.ID, "err", err)
 	}
+	s.thawIfPaused(ctx, e)
+	defer func() {
+		if retErr == nil {
+			s.emitContainer(c, eventtypes.ActionStop, nil)
+		}
+	}()
 	if timeout >= 0 {
 		t := time.NewTimer(time.Duration(timeout) * time.Second)
 		defer t.Stop()
@@ -410,6 +450,7 @@ func (s *ContainerService) stop(ctx context.Context, e *entry, opts api.StopOpti
 		case <-t.C:
 		}
 		s.log.Info("container did not stop in time; killing it", "id", e.c.ID, "timeout", timeout)
+		s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": "9"})
 		if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 			s.log.Debug("SIGKILL not delivered", "id", e.c.ID, "err", err)
 		}
@@ -434,6 +475,7 @@ func (s *ContainerService) Restart(ctx context.Context, id string, opts api.Stop
 	if err := s.Start(ctx, e.c.ID); err != nil && !errdefs.IsNotModified(err) {
 		return err
 	}
+	s.emitContainer(e.snapshot(), eventtypes.ActionRestart, nil)
 	return nil
 }
 
@@ -451,6 +493,13 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 		}
 		sig = parsed
 	}
+	if s.cancelRestart(e) {
+		e.smu.Lock()
+		e.c.State.StoppedByUser = true
+		e.smu.Unlock()
+		_ = s.persist(e)
+		return nil
+	}
 	e.smu.Lock()
 	if !e.c.State.Running() || e.shim == nil {
 		e.smu.Unlock()
@@ -460,10 +509,15 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	if sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT {
 		e.c.State.StoppedByUser = true
 	}
+	c := e.c.Clone()
 	e.smu.Unlock()
 	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
 		return err
 	}
+	if sig == syscall.SIGKILL {
+		s.thawIfPaused(ctx, e)
+	}
+	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil
 }
 
@@ -475,6 +529,12 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 	}
 	if opts.RemoveLink {
 		return errdefs.ErrInvalidArgument.WithMessage("links are not supported by berth")
+	}
+	if e.status() == container.StatusRestarting && e.snapshot().State.Pid == 0 {
+		if !opts.Force {
+			return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is restarting: stop the container before removing or force remove", "/"+e.c.Name))
+		}
+		s.cancelRestart(e)
 	}
 	for {
 		e.smu.RLock()
@@ -489,10 +549,18 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 		if !opts.Force {
 			return errdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+e.c.Name))
 		}
+		// No restart policy may bring it back while it is removed.
+		e.smu.Lock()
+		e.c.State.StoppedByUser = true
+		e.smu.Unlock()
+		if client == nil && s.cancelRestart(e) {
+			continue
+		}
 		if client != nil {
 			if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 				s.log.Debug("SIGKILL for remove not delivered", "id", e.c.ID, "err", err)
 			}
+			s.thawIfPaused(ctx, e)
 		}
 		select {
 		case <-exitCh:
@@ -537,6 +605,9 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 	s.mu.Unlock()
 	s.index.Release(cid)
 	close(e.removedCh)
+	s.forgetRestart(cid)
+	s.execs.dropContainer(cid)
+	s.emitContainer(e.snapshot(), eventtypes.ActionDestroy, nil)
 	if _, err := s.st.Images.Get(ctx, e.c.ImageID); errdefs.IsNotFound(err) {
 		// The image was force-removed while this container used it; its
 		// layers are no longer needed by anyone.
@@ -636,6 +707,7 @@ func (s *ContainerService) Rename(ctx context.Context, id, newName string) error
 		_ = s.index.Reserve(old, e.c.ID)
 		return err
 	}
+	s.emitContainer(e.snapshot(), eventtypes.ActionRename, map[string]string{"oldName": "/" + old})
 	return nil
 }
 

@@ -42,6 +42,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 			Error:      c.State.Error,
 			StartedAt:  timeString(c.State.StartedAt),
 			FinishedAt: timeString(c.State.FinishedAt),
+			Health:     c.State.Health,
 		},
 		Image:          c.ImageID.String(),
 		ResolvConfPath: c.ResolvConfPath,
@@ -143,6 +144,9 @@ func (s *ContainerService) List(ctx context.Context, opts api.ListOptions) ([]co
 		}
 		if sum.Labels == nil {
 			sum.Labels = map[string]string{}
+		}
+		if h := c.State.Health; h != nil {
+			sum.Health = &containertypes.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}
 		}
 		sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
 		if opts.Size {

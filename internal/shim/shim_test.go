@@ -661,11 +661,18 @@ func TestStartThroughExecFifo(t *testing.T) {
 	if got := c.runtimeState(); got != "running" {
 		t.Errorf("runc state after the start = %q, want running", got)
 	}
+	type result struct {
+		st  shim.ExitStatus
+		err error
+	}
+	waited := make(chan result, 1)
+	go func() { st, err := client.Wait(ctx); waited <- result{st, err} }()
+	eventually(t, "waiter registered", func() bool { return c.runtimeState() == "running" })
 	if err := client.Kill(ctx, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.Wait(ctx); err != nil || st.Code != 137 {
-		t.Errorf("Wait = %+v, %v", st, err)
+	if r := <-waited; r.err != nil || r.st.Code != 137 {
+		t.Errorf("Wait = %+v, %v", r.st, r.err)
 	}
 }
 
@@ -681,7 +688,9 @@ func TestStartOfDeadInitFails(t *testing.T) {
 	if err := client.Start(ctx); err == nil {
 		t.Fatal("Start of a container whose init is dead succeeded")
 	}
-	if _, err := client.Wait(ctx); err != nil {
-		t.Errorf("Wait: %v", err)
+	// The shim records the death and goes (its socket may already be gone).
+	eventually(t, "shim exit", func() bool { return len(shimPids(c.cfg.Bundle)) == 0 })
+	if st, err := shim.ReadExitFile(c.cfg.ExitFile); err != nil || st.Code != 137 {
+		t.Errorf("exit file: %+v, %v", st, err)
 	}
 }
