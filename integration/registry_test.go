@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-engine/berth/internal/registry"
 	"github.com/berth-engine/berth/internal/testutil"
@@ -76,6 +78,11 @@ func TestRegistryPushPull(t *testing.T) {
 	if strings.TrimSpace(digests) != `["`+name+"@"+pushedDigest+`"]` {
 		t.Errorf("RepoDigests: %s", digests)
 	}
+	// Pull and push are image events, as in docker.
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	ev := mustCfgBerth(t, d, "events", "--since", "0", "--until", until, "--filter", "type=image", "--filter", "event=pull", "--filter", "event=push", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}")
+	assertContains(t, "events", ev, "push "+name+":v1 "+name+"\n", "pull "+name+":v1 "+name+"\n")
+
 	// Again: up to date; by digest; quiet; all tags.
 	out = mustCfgBerth(t, d, "pull", name+":v1")
 	assertContains(t, "second pull", out, "Already exists", "Status: Image is up to date for "+name+":v1")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	eventtypes "github.com/moby/moby/api/types/events"
 	"io"
 	"os"
 	"path/filepath"
@@ -75,11 +76,21 @@ func (s *ImageService) pull(ctx context.Context, name string, opts api.PullOptio
 	defer s.gc.RUnlock()
 	c := s.distClient()
 	if reference.IsNameOnly(named) {
-		_, err = c.PullAllTags(ctx, named, popts)
+		results, err := c.PullAllTags(ctx, named, popts)
+		for _, r := range results {
+			if r != nil && r.Image != nil {
+				s.emitImage(eventtypes.ActionPull, reference.FamiliarName(named), reference.FamiliarName(named))
+				break
+			}
+		}
 		return err
 	}
-	_, err = c.Pull(ctx, named, popts)
-	return err
+	if _, err = c.Pull(ctx, named, popts); err != nil {
+		return err
+	}
+	// As docker: "image pull busybox:latest (name=busybox)".
+	s.emitImage(eventtypes.ActionPull, reference.FamiliarString(named), reference.FamiliarName(named))
+	return nil
 }
 
 // Push implements POST /images/{name}/push.
@@ -99,8 +110,11 @@ func (s *ImageService) Push(ctx context.Context, name string, opts api.PushOptio
 	}
 	s.gc.RLock()
 	defer s.gc.RUnlock()
-	_, err = s.distClient().Push(ctx, named, distribution.PushOptions{Auth: ac, Progress: distribution.NewProgress(progress)})
-	return err
+	if _, err = s.distClient().Push(ctx, named, distribution.PushOptions{Auth: ac, Progress: distribution.NewProgress(progress)}); err != nil {
+		return err
+	}
+	s.emitImage(eventtypes.ActionPush, reference.FamiliarString(named), reference.FamiliarName(named))
+	return nil
 }
 
 // DistributionInspect implements GET /distribution/{name}/json.
