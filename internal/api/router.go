@@ -37,6 +37,8 @@ type Backends struct {
 	Exec         ExecBackend
 	ContainerOps ContainerOpsBackend
 	Events       EventsBackend
+	// Volumes serves /volumes (nil: 501).
+	Volumes VolumeBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -192,6 +194,7 @@ func (rt *router) initRoutes() {
 	// Registries: push, distribution inspect, login.
 	rt.addDistributionRoutes()
 	rt.initOperateRoutes()
+	rt.initVolumeRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

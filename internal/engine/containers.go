@@ -230,6 +230,10 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	hc.Runtime = rt.Name
+	mountPoints, err := s.planMounts(&cfg, &hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
 
 	id := s.newID()
 	if cfg.Hostname == "" {
@@ -269,8 +273,19 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		}
 	}()
 
+	undoMounts, err := s.prepareMounts(mountPoints, &hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	defer func() {
+		if !ok {
+			undoMounts()
+		}
+	}()
+
 	dir := s.st.Containers.Dir(id)
 	c := &container.Container{
+		MountPoints:    mountPoints,
 		ID:             id,
 		Name:           name,
 		Created:        time.Now().UTC(),
