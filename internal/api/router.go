@@ -37,8 +37,10 @@ type Backends struct {
 	Exec         ExecBackend
 	ContainerOps ContainerOpsBackend
 	Events       EventsBackend
-	// Volumes serves /volumes (nil: 501).
+	// Volumes serves /volumes; Archive serves cp (/containers/{id}/archive)
+	// and export (nil: 501).
 	Volumes VolumeBackend
+	Archive ArchiveBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -195,6 +197,7 @@ func (rt *router) initRoutes() {
 	rt.addDistributionRoutes()
 	rt.initOperateRoutes()
 	rt.initVolumeRoutes()
+	rt.initArchiveRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

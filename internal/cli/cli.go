@@ -437,6 +437,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 
 	c.addOperateCommands(root, container, sys)
 	c.addVolumeCommands(root)
+	c.addCopyCommands(root, container)
 	root.AddCommand(container, img, sys)
 }
 

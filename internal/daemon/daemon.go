@@ -129,6 +129,7 @@ func Run(ctx context.Context, opts Options) error {
 		ContainerOps: svcs.Containers,
 		Events:       svcs.Events,
 		Volumes:      svcs.Volumes,
+		Archive:      svcs.Containers,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
