@@ -263,12 +263,9 @@ func (s *ContainerService) ExtractToDir(ctx context.Context, id, path string, op
 		return err
 	}
 	defer v.close()
-	host, clean, err := v.resolve(path)
-	if err != nil {
-		return err
-	}
 	// The directory itself may be a symlink: follow it, confined.
-	if host, err = securejoin.SecureJoin(v.root, clean); err != nil {
+	host, err := securejoin.SecureJoin(v.root, filepath.Join("/", path))
+	if err != nil {
 		return err
 	}
 	fi, err := os.Stat(host)
@@ -496,7 +493,7 @@ func extractTar(r io.Reader, v *fsView, dest string, noOverwriteDirNonDir bool, 
 			if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return err
 			}
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 			if err != nil {
 				return err
