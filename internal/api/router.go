@@ -41,6 +41,8 @@ type Backends struct {
 	// and export (nil: 501).
 	Volumes VolumeBackend
 	Archive ArchiveBackend
+	// DiskUsage serves /system/df (nil: 501).
+	DiskUsage DiskUsageBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -198,6 +200,7 @@ func (rt *router) initRoutes() {
 	rt.initOperateRoutes()
 	rt.initVolumeRoutes()
 	rt.initArchiveRoutes()
+	rt.initDiskUsageRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

@@ -130,6 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		Events:       svcs.Events,
 		Volumes:      svcs.Volumes,
 		Archive:      svcs.Containers,
+		DiskUsage:    svcs.DiskUsage,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)

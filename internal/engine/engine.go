@@ -84,6 +84,7 @@ type Services struct {
 	System     *SystemService
 	Events     *EventService
 	Volumes    *VolumeService
+	DiskUsage  *DiskUsageService
 }
 
 // New opens the services over the stores, reconciling container state with
@@ -94,11 +95,13 @@ func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services
 		return nil, err
 	}
 	images := NewImageService(cfg, st, containers, containers.unpack)
+	volumes := NewVolumeService(st.Volumes, containers)
 	return &Services{
+		DiskUsage:  &DiskUsageService{containers: containers, images: images, volumes: volumes},
 		Containers: containers,
 		Images:     images,
 		System:     NewSystemService(cfg, st, containers, images, daemonID),
 		Events:     &EventService{bus: st.Events},
-		Volumes:    NewVolumeService(st.Volumes, containers),
+		Volumes:    volumes,
 	}, nil
 }
