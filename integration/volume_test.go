@@ -187,3 +187,55 @@ func TestVolumeDockerCLI(t *testing.T) {
 		t.Errorf("after prune -a: %q", got)
 	}
 }
+
+// The local driver's mount options: a tmpfs volume and a bind-device
+// volume, mounted while a container uses them and unmounted after.
+func TestVolumeDriverOptions(t *testing.T) {
+	d := daemonWithBusybox(t)
+	d.MustBerth(t, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "tv")
+	if got := d.MustBerth(t, "run", "--rm", "-v", "tv:/t", "busybox", "sh", "-c", "grep ' /t ' /proc/mounts | cut -d' ' -f3"); got != "tmpfs\n" {
+		t.Errorf("tmpfs volume: %q", got)
+	}
+	if m := testutil.MountsUnder(filepath.Join(d.DataRoot, "volumes")); len(m) != 0 {
+		t.Errorf("tmpfs volume still mounted after the container exited: %v", m)
+	}
+	host := t.TempDir()
+	d.MustBerth(t, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device="+host, "bv")
+	d.MustBerth(t, "run", "--rm", "-v", "bv:/b", "busybox", "sh", "-c", "echo via-volume > /b/f")
+	if b, _ := os.ReadFile(filepath.Join(host, "f")); string(b) != "via-volume\n" {
+		t.Errorf("bind-device volume: %q", b)
+	}
+	if got := d.MustBerth(t, "volume", "inspect", "-f", "{{.Options.type}} {{.Options.device}}", "bv"); got != "none "+host+"\n" {
+		t.Errorf("inspect options: %q", got)
+	}
+	d.MustBerth(t, "volume", "rm", "tv", "bv")
+	if _, err := os.Stat(host); err != nil {
+		t.Errorf("removing a bind-device volume touched its device: %v", err)
+	}
+}
+
+// A daemon killed with SIGKILL while containers use volumes comes back
+// with every volume, the running container's mounts and its data.
+func TestVolumeKill9(t *testing.T) {
+	d := daemonWithBusybox(t)
+	d.MustBerth(t, "volume", "create", "--label", "x=y", "kv")
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "-v", "kv:/k", "-v", "/anon", "busybox", "sh", "-c", "echo before > /k/f; sleep 1000"))
+	anon := inspectField(t, d, id, `{{range .Mounts}}{{if eq .Destination "/anon"}}{{.Name}}{{end}}{{end}}`)
+	eventually(t, "write", func() bool { return d.Berth(t, "exec", id, "cat", "/k/f").Stdout == "before\n" })
+	d.Kill9(t)
+	d.Start(t)
+	if got := d.MustBerth(t, "volume", "ls", "-q", "--filter", "label=x=y"); got != "kv\n" {
+		t.Errorf("volumes after kill -9: %q", got)
+	}
+	if got := d.MustBerth(t, "exec", id, "cat", "/k/f"); got != "before\n" {
+		t.Errorf("running container's volume after kill -9: %q", got)
+	}
+	r := d.Berth(t, "volume", "rm", "kv")
+	if r.ExitCode == 0 {
+		t.Errorf("volume in use removed after restart")
+	}
+	d.MustBerth(t, "rm", "-fv", id)
+	if got := d.MustBerth(t, "volume", "ls", "-q"); got != "kv\n" {
+		t.Errorf("rm -v removed named or left anonymous volumes (anon %s): %q", anon, got)
+	}
+}

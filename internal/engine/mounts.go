@@ -173,7 +173,9 @@ func parseMount(m mounttypes.Mount) (container.MountPoint, error) {
 				data = append(data, "size="+strconv.FormatInt(t.SizeBytes, 10))
 			}
 			if t.Mode != 0 {
-				mode := uint64(t.Mode.Perm())
+				// docker's CLI sends the octal digits as they were
+				// typed (1777 has 0o1000 for the sticky bit).
+				mode := uint64(t.Mode & 0o7777)
 				if t.Mode&fs.ModeSticky != 0 {
 					mode |= 0o1000
 				}
