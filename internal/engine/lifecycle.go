@@ -531,14 +531,22 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 		e.c.State.StoppedByUser = true
 	}
 	c := e.c.Clone()
+	exitCh := e.exitCh
 	e.smu.Unlock()
 	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
 		return err
 	}
+	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if sig == syscall.SIGKILL {
 		s.thawIfPaused(ctx, e)
+		// As dockerd: a SIGKILL is answered once the exit is recorded, so
+		// an inspect right after `kill` sees the container stopped.
+		select {
+		case <-exitCh:
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
 	}
-	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil
 }
 
