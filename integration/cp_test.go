@@ -182,3 +182,27 @@ func TestCpDockerCLI(t *testing.T) {
 	}
 	d.MustDocker(t, "rm", "-f", id)
 }
+
+// cp refuses to write into a read-only volume or a read-only root, and
+// leaves them unchanged; a writable volume under a read-only root works.
+func TestCpReadOnly(t *testing.T) {
+	d := daemonWithBusybox(t)
+	src := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(src, []byte("f\n"), 0o644)
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--read-only", "-v", "rov:/ro:ro", "-v", "rwv:/rw", "busybox", "sleep", "1000"))
+	for _, dst := range []string{"/ro/", "/tmp/"} {
+		r := d.Berth(t, "cp", src, id+":"+dst)
+		if r.ExitCode == 0 || !strings.Contains(r.Stderr, "read-only") {
+			t.Errorf("cp into %s: %s", dst, r)
+		}
+	}
+	d.MustBerth(t, "cp", src, id+":/rw/")
+	if got := d.MustBerth(t, "exec", id, "cat", "/rw/f"); got != "f\n" {
+		t.Errorf("cp into a writable volume under a read-only root: %q", got)
+	}
+	if got := d.MustBerth(t, "exec", id, "ls", "/ro"); got != "" {
+		t.Errorf("read-only volume changed: %q", got)
+	}
+	d.MustBerth(t, "rm", "-fv", id)
+	d.MustBerth(t, "volume", "rm", "rov", "rwv")
+}
