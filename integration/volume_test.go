@@ -3,8 +3,10 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-engine/berth/internal/testutil"
 )
@@ -160,6 +162,15 @@ func TestMounts(t *testing.T) {
 	})
 	d.MustBerth(t, "rm", "-f", a, b)
 	d.MustBerth(t, "volume", "rm", "shared")
+	// run --rm took its anonymous volumes with it.
+	if got := d.MustBerth(t, "volume", "ls", "-q"); got != "" {
+		t.Errorf("volumes left: %q", got)
+	}
+	// Volume events: create, mount, unmount, destroy.
+	ev := d.MustBerth(t, "events", "--since", "0", "--until", strconv.FormatInt(time.Now().Unix()+1, 10), "--filter", "type=volume", "--filter", "volume=shared", "--format", "{{.Action}}")
+	if !strings.Contains(ev, "create\n") || !strings.Contains(ev, "mount\n") || !strings.Contains(ev, "unmount\n") || !strings.HasSuffix(ev, "destroy\n") {
+		t.Errorf("volume events: %q", ev)
+	}
 }
 
 // The stock docker CLI drives volumes too.
