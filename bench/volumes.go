@@ -8,14 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // volumeIOResult is job (v) for one engine: sequential write (dd with
 // fsync) and read (after dropping the page cache) throughput in MB/s, as
-// busybox dd reports them, into a named volume, a bind mount and the
+// timed around dd, into a named volume, a bind mount and the
 // container's writable layer; "host" is dd run directly on the host's
 // file system under the bench root (the physical reference).
 type volumeIOResult struct {
@@ -24,23 +24,33 @@ type volumeIOResult struct {
 	Errors   []string             `json:"errors,omitempty"`
 }
 
-var ddSeconds = regexp.MustCompile(`copied, ([0-9.]+) seconds`)
-
-// ddRate runs argv (a dd) and returns MB/s from its own timing.
-func ddRate(cmd *exec.Cmd, bytes int64) (float64, error) {
+// ddRate runs cmd (a dd of bytes) and returns MB/s over its wall time
+// minus overhead (the cost of an empty exec into the container, measured
+// beforehand; 0 on the host). Debian's busybox dd prints no timing.
+func ddRate(cmd *exec.Cmd, bytes int64, overhead time.Duration) (float64, error) {
+	start := time.Now()
 	out, err := cmd.CombinedOutput()
+	took := time.Since(start) - overhead
 	if err != nil {
 		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
 	}
-	m := ddSeconds.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no timing in dd output: %q", out)
+	if took <= 0 {
+		return 0, fmt.Errorf("dd took %v after the exec overhead", took)
 	}
-	s, _ := strconv.ParseFloat(string(m[1]), 64)
-	if s <= 0 {
-		return 0, fmt.Errorf("dd took %v s", s)
+	return float64(bytes) / 1e6 / took.Seconds(), nil
+}
+
+// execOverhead is the median wall time of `exec NAME true`.
+func execOverhead(ctx context.Context, e engine, name string) time.Duration {
+	var ds []float64
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if err := e.CLI(ctx, "exec", name, "true").Run(); err != nil {
+			return 0
+		}
+		ds = append(ds, float64(time.Since(start)))
 	}
-	return float64(bytes) / 1e6 / s, nil
+	return time.Duration(summarize(ds).Median)
 }
 
 func dropCaches() { _ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200) }
@@ -56,15 +66,20 @@ func jobVolumeIO(ctx context.Context, es []engine, root string, mib, runs int) m
 	_ = os.MkdirAll(hostDir, 0o755)
 	defer os.RemoveAll(hostDir)
 	busybox, _ := exec.LookPath("busybox")
-	for i := 0; i < runs && ctx.Err() == nil && busybox != ""; i++ {
+	// measureHost runs one host round; rounds are interleaved with the
+	// engines' so that the machine's noise (a VM's disk) falls on all.
+	measureHost := func() {
+		if busybox == "" || ctx.Err() != nil {
+			return
+		}
 		f := filepath.Join(hostDir, "f")
-		if r, err := ddRate(exec.CommandContext(ctx, busybox, "dd", "if=/dev/zero", "of="+f, "bs=1M", "count="+count, "conv=fsync"), bytes); err == nil {
+		if r, err := ddRate(exec.CommandContext(ctx, busybox, "dd", "if=/dev/zero", "of="+f, "bs=1M", "count="+count, "conv=fsync"), bytes, 0); err == nil {
 			host.WriteMBs["host"] = append(host.WriteMBs["host"], r)
 		} else {
 			host.Errors = append(host.Errors, err.Error())
 		}
 		dropCaches()
-		if r, err := ddRate(exec.CommandContext(ctx, busybox, "dd", "if="+f, "of=/dev/null", "bs=1M"), bytes); err == nil {
+		if r, err := ddRate(exec.CommandContext(ctx, busybox, "dd", "if="+f, "of=/dev/null", "bs=1M"), bytes, 0); err == nil {
 			host.ReadMBs["host"] = append(host.ReadMBs["host"], r)
 		}
 		_ = os.Remove(f)
@@ -80,6 +95,7 @@ func jobVolumeIO(ctx context.Context, es []engine, root string, mib, runs int) m
 			"overlay": nil,
 		}
 		for i := 0; i < runs && ctx.Err() == nil; i++ {
+			measureHost()
 			for _, kind := range []string{"volume", "bind", "overlay"} {
 				// One container writes, syncs, drops the cache (from the
 				// host, between the two dd's) and reads.
@@ -89,14 +105,15 @@ func jobVolumeIO(ctx context.Context, es []engine, root string, mib, runs int) m
 					r.Errors = append(r.Errors, out.Error(e.Name(), args).Error())
 					continue
 				}
-				w, err := ddRate(e.CLI(ctx, "exec", name, "dd", "if=/dev/zero", "of=/t/f", "bs=1M", "count="+count, "conv=fsync"), bytes)
+				overhead := execOverhead(ctx, e, name)
+				w, err := ddRate(e.CLI(ctx, "exec", name, "dd", "if=/dev/zero", "of=/t/f", "bs=1M", "count="+count, "conv=fsync"), bytes, overhead)
 				if err != nil {
 					r.Errors = append(r.Errors, err.Error())
 				} else {
 					r.WriteMBs[kind] = append(r.WriteMBs[kind], w)
 				}
 				dropCaches()
-				if rd, err := ddRate(e.CLI(ctx, "exec", name, "dd", "if=/t/f", "of=/dev/null", "bs=1M"), bytes); err == nil {
+				if rd, err := ddRate(e.CLI(ctx, "exec", name, "dd", "if=/t/f", "of=/dev/null", "bs=1M"), bytes, overhead); err == nil {
 					r.ReadMBs[kind] = append(r.ReadMBs[kind], rd)
 				}
 				_ = cli(ctx, e, "exec", name, "rm", "-f", "/t/f")

@@ -493,8 +493,8 @@ func (s *ContainerService) inspectMounts(c *container.Container) []containertype
 			if s.st.Volumes != nil {
 				m.Source = s.st.Volumes.Path(mp.Name)
 			}
-			if m.Mode == "" {
-				m.Mode = "z"
+			if m.Mode == "" && !mp.Anonymous {
+				m.Mode = "z" // docker's for named volumes
 			}
 		}
 		out = append(out, m)
