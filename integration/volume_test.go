@@ -148,6 +148,16 @@ func TestMounts(t *testing.T) {
 		t.Errorf("rm -v left the anonymous volume: %v", err)
 	}
 
+	// volume-subpath mounts a directory of the volume; a missing one fails.
+	d.MustBerth(t, "run", "--rm", "-v", "sp:/v", "busybox", "sh", "-c", "mkdir /v/sub && echo in-sub > /v/sub/x")
+	if got := d.MustBerth(t, "run", "--rm", "--mount", "type=volume,src=sp,dst=/m,volume-subpath=sub", "busybox", "cat", "/m/x"); got != "in-sub\n" {
+		t.Errorf("volume-subpath: %q", got)
+	}
+	if r := d.Berth(t, "run", "--rm", "--mount", "type=volume,src=sp,dst=/m,volume-subpath=nope", "busybox", "true"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "cannot access path nope") {
+		t.Errorf("missing volume-subpath: %s", r)
+	}
+	d.MustBerth(t, "volume", "rm", "sp")
+
 	// tmpfs and read-only root.
 	if got := d.MustBerth(t, "run", "--rm", "--read-only", "--mount", "type=tmpfs,dst=/scratch,tmpfs-size=1m", "busybox", "sh", "-c", "echo t > /scratch/x && cat /scratch/x && ! touch /y 2>/dev/null && echo ro"); got != "t\nro\n" {
 		t.Errorf("tmpfs + --read-only: %q", got)

@@ -89,6 +89,8 @@ type MountPoint struct {
 	// CopyData: the image's content at Destination is copied into the
 	// volume at the next start if the volume is empty.
 	CopyData bool `json:",omitempty"`
+	// Subpath mounts a directory inside the volume (--mount volume-subpath).
+	Subpath string `json:",omitempty"`
 	// TmpfsOptions are a tmpfs mount's options (size=, mode=).
 	TmpfsOptions []string `json:",omitempty"`
 }

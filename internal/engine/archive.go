@@ -110,6 +110,11 @@ func (s *ContainerService) openView(ctx context.Context, id string, withMounts b
 				continue
 			}
 			src = s.st.Volumes.Path(mp.Name)
+			if mp.Subpath != "" {
+				if src, err = securejoin.SecureJoin(src, mp.Subpath); err != nil {
+					continue
+				}
+			}
 		default:
 			continue
 		}

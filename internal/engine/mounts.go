@@ -151,7 +151,11 @@ func parseMount(m mounttypes.Mount) (container.MountPoint, error) {
 		if v := m.VolumeOptions; v != nil {
 			mp.CopyData = !v.NoCopy
 			if v.Subpath != "" {
-				return container.MountPoint{}, errdefs.ErrNotImplemented.WithMessage("volume-subpath is not supported by berth yet")
+				if filepath.IsAbs(v.Subpath) || strings.HasPrefix(filepath.Clean(v.Subpath), "..") {
+					return bad("subpath must be a relative path within the volume")
+				}
+				mp.Subpath = filepath.Clean(v.Subpath)
+				mp.CopyData = false // docker copies up only whole volumes
 			}
 			if v.DriverConfig != nil && v.DriverConfig.Name != "" && v.DriverConfig.Name != volume.DriverName {
 				return container.MountPoint{}, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("error looking up volume plugin %s: plugin %q not found", v.DriverConfig.Name, v.DriverConfig.Name))
@@ -385,6 +389,16 @@ func (s *ContainerService) specMounts(c *container.Container, rootfs string) ([]
 				return nil, false, err
 			}
 			s.emitVolume(mp.Name, eventtypes.ActionMount, map[string]string{"container": c.ID, "destination": mp.Destination, "driver": volume.DriverName, "propagation": "", "read/write": strconv.FormatBool(mp.RW)})
+			if mp.Subpath != "" {
+				sp, err := securejoin.SecureJoin(p, mp.Subpath)
+				if err == nil {
+					_, err = os.Stat(sp)
+				}
+				if err != nil {
+					return nil, false, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("cannot access path %s in volume %s: %v", mp.Subpath, mp.Name, err))
+				}
+				p = sp
+			}
 			if mp.CopyData {
 				if s.st.Volumes.Empty(mp.Name) {
 					if src, err := securejoin.SecureJoin(rootfs, mp.Destination); err == nil {
