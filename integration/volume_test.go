@@ -29,6 +29,9 @@ func TestVolumeLifecycle(t *testing.T) {
 	if want := "local " + filepath.Join(d.DataRoot, "volumes", "data", "_data") + " db"; mp != want {
 		t.Errorf("inspect: %q, want %q", mp, want)
 	}
+	if got := d.MustBerth(t, "inspect", "-f", "{{.Name}} {{.Scope}}", "data"); got != "data local\n" {
+		t.Errorf("inspect of a volume by name: %q", got)
+	}
 	d.MustBerth(t, "run", "--name", "writer", "-v", "data:/data", "busybox", "sh", "-c", "echo hello > /data/f")
 	if got := d.MustBerth(t, "volume", "ls", "-q", "--filter", "dangling=true"); got != "other\n" {
 		t.Errorf("ls dangling=true: %q", got)
