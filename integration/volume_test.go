@@ -223,6 +223,21 @@ func TestVolumeDriverOptions(t *testing.T) {
 	if m := testutil.MountsUnder(filepath.Join(d.DataRoot, "volumes")); len(m) != 0 {
 		t.Errorf("tmpfs volume still mounted after the container exited: %v", m)
 	}
+	// Shared by two running containers: the first one's exit leaves it
+	// mounted for the second and for a newcomer, also across a restart.
+	a := strings.TrimSpace(d.MustBerth(t, "run", "-d", "-v", "tv:/t", "busybox", "sh", "-c", "echo shared > /t/s; sleep 1000"))
+	b := strings.TrimSpace(d.MustBerth(t, "run", "-d", "-v", "tv:/t", "busybox", "sleep", "1000"))
+	eventually(t, "shared tmpfs write", func() bool { return d.Berth(t, "exec", b, "cat", "/t/s").Stdout == "shared\n" })
+	d.Stop(t)
+	d.Start(t)
+	d.MustBerth(t, "rm", "-f", a)
+	if got := d.MustBerth(t, "run", "--rm", "-v", "tv:/t", "busybox", "cat", "/t/s"); got != "shared\n" {
+		t.Errorf("tmpfs volume after one user left: %q", got)
+	}
+	d.MustBerth(t, "rm", "-f", b)
+	if m := testutil.MountsUnder(filepath.Join(d.DataRoot, "volumes")); len(m) != 0 {
+		t.Errorf("tmpfs volume still mounted after its last user: %v", m)
+	}
 	host := t.TempDir()
 	d.MustBerth(t, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device="+host, "bv")
 	d.MustBerth(t, "run", "--rm", "-v", "bv:/b", "busybox", "sh", "-c", "echo via-volume > /b/f")

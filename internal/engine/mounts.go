@@ -448,6 +448,13 @@ func (s *ContainerService) releaseMounts(c *container.Container) {
 	}
 	for _, mp := range c.MountPoints {
 		if mp.Type == "volume" {
+			// Another running container keeps a device volume mounted,
+			// even one not reattached yet at start-up.
+			for _, id := range s.VolumeUsers(mp.Name) {
+				if e, err := s.get(id); id != c.ID && err == nil && e.snapshot().State.Running() {
+					_, _ = s.st.Volumes.Mount(mp.Name, id)
+				}
+			}
 			if err := s.st.Volumes.Unmount(mp.Name, c.ID); err != nil {
 				s.log.Warn("unmount volume", "volume", mp.Name, "err", err)
 			}
