@@ -96,6 +96,12 @@ func TestCp(t *testing.T) {
 		t.Errorf("cp without -L: %q %v", l, err)
 	}
 
+	// The /etc files berth provides, as the container sees them.
+	d.MustBerth(t, "cp", "cpbox:/etc/hostname", filepath.Join(tmp, "hostname"))
+	if b, _ := os.ReadFile(filepath.Join(tmp, "hostname")); string(b) != id[:12]+"\n" {
+		t.Errorf("cp of /etc/hostname: %q", b)
+	}
+
 	// export: the root filesystem, without the volume's content.
 	exp := d.MustBerth(t, "export", id)
 	names := strings.Join(tarNames(t, []byte(exp)), " ")

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,6 +98,18 @@ func (s *ContainerService) openView(ctx context.Context, id string, withMounts b
 		return v, nil
 	}
 	mps := append([]container.MountPoint(nil), c.MountPoints...)
+	// The /etc files berth provides are seen as the container sees them
+	// (read-only here: docker's cp does not write through them either).
+	for _, f := range []struct{ src, dst string }{
+		{c.HostsPath, "/etc/hosts"}, {c.HostnamePath, "/etc/hostname"}, {c.ResolvConfPath, "/etc/resolv.conf"},
+	} {
+		if f.src == "" || slices.ContainsFunc(mps, func(mp container.MountPoint) bool { return mp.Destination == f.dst }) {
+			continue
+		}
+		if _, err := os.Stat(f.src); err == nil {
+			mps = append(mps, container.MountPoint{Type: "bind", Source: f.src, Destination: f.dst})
+		}
+	}
 	sort.SliceStable(mps, func(i, j int) bool {
 		return strings.Count(mps[i].Destination, "/") < strings.Count(mps[j].Destination, "/")
 	})
