@@ -36,6 +36,9 @@ type ContainerService struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+	// creating counts the volumes of creates in flight, whose records
+	// are not written yet: volume rm and prune must not take them.
+	creating map[string]int
 
 	execs execTable
 	ev    *events.Bus
@@ -273,7 +276,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		}
 	}()
 
-	undoMounts, err := s.prepareMounts(mountPoints, &hc)
+	undoMounts, release, err := s.prepareMounts(mountPoints, &hc)
 	if err != nil {
 		return containertypes.CreateResponse{}, err
 	}
@@ -281,6 +284,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		if !ok {
 			undoMounts()
 		}
+		release()
 	}()
 
 	dir := s.st.Containers.Dir(id)

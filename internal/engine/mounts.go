@@ -296,13 +296,29 @@ func (s *ContainerService) planMounts(cfg *containertypes.Config, hc *containert
 // prepareMounts creates what the mount points need before the container's
 // record is written: named volumes that do not exist yet, anonymous
 // volumes, the sources of -v binds. It returns an undo for a create that
-// fails later.
-func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *containertypes.HostConfig) (func(), error) {
-	var made []string
-	undo := func() {
+// fails later, and release, which drops the hold on the volumes that
+// keeps volume rm away until the record exists (call it after either).
+func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *containertypes.HostConfig) (undo, release func(), err error) {
+	var made, held []string
+	release = func() {
+		s.mu.Lock()
+		for _, n := range held {
+			if s.creating[n]--; s.creating[n] <= 0 {
+				delete(s.creating, n)
+			}
+		}
+		held = nil
+		s.mu.Unlock()
+	}
+	undo = func() {
+		release()
 		for _, n := range made {
 			_ = s.st.Volumes.Remove(n)
 		}
+	}
+	fail := func(err error) (func(), func(), error) {
+		undo()
+		return nil, nil, err
 	}
 	bindFromV := map[string]bool{}
 	for _, b := range hc.Binds {
@@ -315,8 +331,7 @@ func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *contain
 		switch mp.Type {
 		case "volume":
 			if s.st.Volumes == nil {
-				undo()
-				return nil, errdefs.ErrNotImplemented.WithMessage("this daemon has no volume store")
+				return fail(errdefs.ErrNotImplemented.WithMessage("this daemon has no volume store"))
 			}
 			var labels, opts map[string]string
 			if mp.Name == "" {
@@ -339,10 +354,16 @@ func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *contain
 					}
 				}
 			}
+			s.mu.Lock()
+			if s.creating == nil {
+				s.creating = map[string]int{}
+			}
+			s.creating[mp.Name]++
+			held = append(held, mp.Name)
+			s.mu.Unlock()
 			v, created, err := s.st.Volumes.Create(mp.Name, opts, labels)
 			if err != nil {
-				undo()
-				return nil, err
+				return fail(err)
 			}
 			if created {
 				made = append(made, v.Name)
@@ -353,14 +374,13 @@ func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *contain
 				if _, err := os.Stat(mp.Source); errors.Is(err, fs.ErrNotExist) {
 					// docker's -v creates a missing source directory.
 					if err := os.MkdirAll(mp.Source, 0o755); err != nil {
-						undo()
-						return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("error while creating mount source path '%s': %v", mp.Source, err))
+						return fail(errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("error while creating mount source path '%s': %v", mp.Source, err)))
 					}
 				}
 			}
 		}
 	}
-	return undo, nil
+	return undo, release, nil
 }
 
 // specMounts resolves the container's mount points into OCI mounts at
@@ -481,9 +501,15 @@ func (s *ContainerService) removeAnonymousVolumes(ctx context.Context, c *contai
 	}
 }
 
-// VolumeUsers lists the containers that reference a volume.
+// VolumeUsers lists the containers that reference a volume, including a
+// create in flight that will.
 func (s *ContainerService) VolumeUsers(name string) []string {
 	var ids []string
+	s.mu.RLock()
+	if s.creating[name] > 0 {
+		ids = append(ids, "(a container being created)")
+	}
+	s.mu.RUnlock()
 	for _, e := range s.all() {
 		c := e.snapshot()
 		for _, mp := range c.MountPoints {
