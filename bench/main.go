@@ -32,7 +32,9 @@ func main() {
 func run() int {
 	var (
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream)")
+		volMiB      = flag.Int("volume-mib", 1024, "job (v): MiB written and read per run")
+		volRuns     = flag.Int("volume-runs", 3, "job (v): runs per engine and target")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), v (volume/bind/overlay I/O vs the host)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
 		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
 		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
@@ -58,7 +60,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "v"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -212,6 +214,9 @@ func run() int {
 			rep.Registry = jobRegistry(ctx, activeEngines, *binDir, root, tarPath, max(*regRuns, 1))
 		}
 		measureOperate(ctx, rep, jobs, *warmup, *runs, *healthN, *settle, *healthWin)
+		if slices.Contains(jobs, "v") && ctx.Err() == nil {
+			rep.VolumeIO = jobVolumeIO(ctx, activeEngines, root, *volMiB, *volRuns)
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -222,6 +227,7 @@ func run() int {
 	rep.printTable(os.Stdout)
 	printRegistry(os.Stdout, rep.Registry, rep.Config.Engines)
 	rep.printOperate(os.Stdout)
+	printVolumeIO(os.Stdout, rep.VolumeIO, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {

@@ -37,6 +37,12 @@ type Backends struct {
 	Exec         ExecBackend
 	ContainerOps ContainerOpsBackend
 	Events       EventsBackend
+	// Volumes serves /volumes; Archive serves cp (/containers/{id}/archive)
+	// and export (nil: 501).
+	Volumes VolumeBackend
+	Archive ArchiveBackend
+	// DiskUsage serves /system/df (nil: 501).
+	DiskUsage DiskUsageBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -192,6 +198,9 @@ func (rt *router) initRoutes() {
 	// Registries: push, distribution inspect, login.
 	rt.addDistributionRoutes()
 	rt.initOperateRoutes()
+	rt.initVolumeRoutes()
+	rt.initArchiveRoutes()
+	rt.initDiskUsageRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

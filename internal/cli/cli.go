@@ -436,6 +436,9 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 	}
 
 	c.addOperateCommands(root, container, sys)
+	c.addVolumeCommands(root)
+	c.addCopyCommands(root, container)
+	c.addDiskUsageCommands(sys)
 	root.AddCommand(container, img, sys)
 }
 

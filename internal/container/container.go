@@ -67,6 +67,32 @@ type Container struct {
 	HostnamePath   string
 	HostsPath      string
 	ResolvConfPath string
+
+	// MountPoints are the container's volumes, binds and tmpfs mounts
+	// (-v, --mount, --volumes-from, image VOLUMEs), resolved at create.
+	MountPoints []MountPoint `json:",omitempty"`
+}
+
+// MountPoint is one mount of a container, as recorded at create.
+type MountPoint struct {
+	Type        string // "bind", "volume" or "tmpfs"
+	Name        string `json:",omitempty"` // the volume's name
+	Source      string `json:",omitempty"` // a bind's host path
+	Destination string
+	RW          bool
+	Mode        string `json:",omitempty"` // as the user gave it (-v's third field)
+	Propagation string `json:",omitempty"`
+	// NonRecursive binds without submounts (--mount bind-recursive=disabled).
+	NonRecursive bool `json:",omitempty"`
+	// Anonymous volumes were made for this container and go with rm -v.
+	Anonymous bool `json:",omitempty"`
+	// CopyData: the image's content at Destination is copied into the
+	// volume at the next start if the volume is empty.
+	CopyData bool `json:",omitempty"`
+	// Subpath mounts a directory inside the volume (--mount volume-subpath).
+	Subpath string `json:",omitempty"`
+	// TmpfsOptions are a tmpfs mount's options (size=, mode=).
+	TmpfsOptions []string `json:",omitempty"`
 }
 
 // Clone returns a deep enough copy for readers that must not race with
@@ -75,6 +101,7 @@ type Container struct {
 func (c *Container) Clone() *Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
+	cp.MountPoints = append([]MountPoint(nil), c.MountPoints...)
 	if h := c.State.Health; h != nil {
 		hc := *h
 		hc.Log = append([]*containertypes.HealthcheckResult(nil), h.Log...)

@@ -32,6 +32,7 @@ import (
 	"github.com/berth-engine/berth/internal/snapshot/overlay"
 	"github.com/berth-engine/berth/internal/snapshot/vfs"
 	"github.com/berth-engine/berth/internal/version"
+	"github.com/berth-engine/berth/internal/volume"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,6 +128,9 @@ func Run(ctx context.Context, opts Options) error {
 		Exec:         svcs.Containers,
 		ContainerOps: svcs.Containers,
 		Events:       svcs.Events,
+		Volumes:      svcs.Volumes,
+		Archive:      svcs.Containers,
+		DiskUsage:    svcs.DiskUsage,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -253,6 +257,9 @@ func openStores(ctx context.Context, opts Options, log *slog.Logger) (engine.Sto
 	closers = append(closers, func() { _ = st.Snapshots.Close() })
 	if st.Containers, err = container.NewStore(filepath.Join(opts.DataRoot, "containers")); err != nil {
 		return fail(err)
+	}
+	if st.Volumes, err = volume.Open(filepath.Join(opts.DataRoot, "volumes")); err != nil {
+		return fail(fmt.Errorf("volumes: %w", err))
 	}
 	st.Runtimes = runtime.NewRegistry(runtime.RegistryOptions{ExecRoot: opts.ExecRoot})
 	for _, spec := range opts.AddRuntimes {

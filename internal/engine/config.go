@@ -177,9 +177,6 @@ func (s *ContainerService) validateHostConfig(hc *containertypes.HostConfig) ([]
 	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
 		return nil, errdefs.ErrNotImplemented.WithMessage("publishing ports (-p, -P) is not supported by berth yet")
 	}
-	if len(hc.Binds) > 0 || len(hc.Mounts) > 0 || len(hc.VolumesFrom) > 0 {
-		return nil, errdefs.ErrNotImplemented.WithMessage("volumes and bind mounts (-v, --mount, --volumes-from) are not supported by berth yet")
-	}
 	if hc.ShmSize < 0 {
 		return bad("SHM size can not be less than 0")
 	}

@@ -36,6 +36,9 @@ type ContainerService struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+	// creating counts the volumes of creates in flight, whose records
+	// are not written yet: volume rm and prune must not take them.
+	creating map[string]int
 
 	execs execTable
 	ev    *events.Bus
@@ -230,6 +233,10 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	hc.Runtime = rt.Name
+	mountPoints, err := s.planMounts(&cfg, &hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
 
 	id := s.newID()
 	if cfg.Hostname == "" {
@@ -269,8 +276,20 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		}
 	}()
 
+	undoMounts, release, err := s.prepareMounts(mountPoints, &hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	defer func() {
+		if !ok {
+			undoMounts()
+		}
+		release()
+	}()
+
 	dir := s.st.Containers.Dir(id)
 	c := &container.Container{
+		MountPoints:    mountPoints,
 		ID:             id,
 		Name:           name,
 		Created:        time.Now().UTC(),

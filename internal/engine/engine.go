@@ -16,6 +16,7 @@ import (
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
+	"github.com/berth-engine/berth/internal/volume"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -49,6 +50,8 @@ type Stores struct {
 	Snapshots  snapshot.Snapshotter
 	Containers *container.Store
 	Runtimes   *runtime.Registry
+	// Volumes is the local volume driver (nil: no volumes).
+	Volumes *volume.Store
 	// Events is the event bus (nil: events are dropped).
 	Events *events.Bus
 }
@@ -80,6 +83,8 @@ type Services struct {
 	Images     *ImageService
 	System     *SystemService
 	Events     *EventService
+	Volumes    *VolumeService
+	DiskUsage  *DiskUsageService
 }
 
 // New opens the services over the stores, reconciling container state with
@@ -90,10 +95,13 @@ func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services
 		return nil, err
 	}
 	images := NewImageService(cfg, st, containers, containers.unpack)
+	volumes := NewVolumeService(st.Volumes, containers)
 	return &Services{
+		DiskUsage:  &DiskUsageService{containers: containers, images: images, volumes: volumes},
 		Containers: containers,
 		Images:     images,
 		System:     NewSystemService(cfg, st, containers, images, daemonID),
 		Events:     &EventService{bus: st.Events},
+		Volumes:    volumes,
 	}, nil
 }

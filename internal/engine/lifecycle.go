@@ -77,7 +77,7 @@ func (s *ContainerService) Start(ctx context.Context, id string) error {
 	if autoRemove {
 		// docker's CLI waits for removal of an --rm container whose start
 		// failed, so remove it before answering.
-		if rerr := s.Remove(context.WithoutCancel(ctx), e.c.ID, api.RemoveOptions{Force: true}); rerr != nil {
+		if rerr := s.Remove(context.WithoutCancel(ctx), e.c.ID, api.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil {
 			s.log.Warn("auto-remove after failed start", "id", e.c.ID, "err", rerr)
 		}
 	}
@@ -124,6 +124,24 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err := writeEtcFiles(c); err != nil {
 		return err
 	}
+	userMounts, mpChanged, err := s.specMounts(c, rootfs)
+	if err != nil {
+		s.releaseMounts(c)
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			s.releaseMounts(c)
+		}
+	}()
+	if mpChanged {
+		e.smu.Lock()
+		e.c.MountPoints = c.MountPoints
+		e.smu.Unlock()
+		if err := s.persist(e); err != nil {
+			return err
+		}
+	}
 	rt, err := s.st.Runtimes.Get(c.Runtime)
 	if err != nil {
 		return err
@@ -136,6 +154,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		HostsPath:      c.HostsPath,
 		HostnamePath:   c.HostnamePath,
 		ResolvConfPath: c.ResolvConfPath,
+		Mounts:         userMounts,
 		InitPath:       s.cfg.ShimPath,
 		CgroupParent:   s.cfg.CgroupParent,
 		CgroupV2:       oci.DetectCgroupV2(),
@@ -325,6 +344,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	if err := unmountRootfs(bundle); err != nil {
 		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
 	}
+	s.releaseMounts(exited)
 	_ = os.RemoveAll(bundle)
 	_ = os.Remove(s.cfg.shimSocket(id))
 	if err := s.persist(e); err != nil {
@@ -338,7 +358,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		return
 	}
 	if autoRemove {
-		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Error("auto-remove", "id", id, "err", err)
 		}
 	}
@@ -367,6 +387,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	gen := e.runGen
 	if err == nil && state.Status != "stopped" {
 		e.shim = client
+		s.reacquireMounts(c)
 		s.startHealth(e, gen)
 		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
 		go s.monitor(e, client, gen, exitFile)
@@ -510,14 +531,22 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 		e.c.State.StoppedByUser = true
 	}
 	c := e.c.Clone()
+	exitCh := e.exitCh
 	e.smu.Unlock()
 	if err := client.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
 		return err
 	}
+	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if sig == syscall.SIGKILL {
 		s.thawIfPaused(ctx, e)
+		// As dockerd: a SIGKILL is answered once the exit is recorded, so
+		// an inspect right after `kill` sees the container stopped.
+		select {
+		case <-exitCh:
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
 	}
-	s.emitContainer(c, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil
 }
 
@@ -608,6 +637,9 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 	s.forgetRestart(cid)
 	s.execs.dropContainer(cid)
 	s.emitContainer(e.snapshot(), eventtypes.ActionDestroy, nil)
+	if opts.RemoveVolumes {
+		s.removeAnonymousVolumes(ctx, e.snapshot())
+	}
 	if _, err := s.st.Images.Get(ctx, e.c.ImageID); errdefs.IsNotFound(err) {
 		// The image was force-removed while this container used it; its
 		// layers are no longer needed by anyone.

@@ -55,7 +55,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 		Platform:       "linux",
 		HostConfig:     c.HostConfig,
 		GraphDriver:    &storage.DriverData{Name: c.Driver, Data: map[string]string{}},
-		Mounts:         []containertypes.MountPoint{},
+		Mounts:         s.inspectMounts(c),
 		Config:         c.Config,
 		NetworkSettings: &containertypes.NetworkSettings{
 			SandboxKey: "",
@@ -139,7 +139,7 @@ func (s *ContainerService) List(ctx context.Context, opts api.ListOptions) ([]co
 			Labels:          c.Config.Labels,
 			State:           containertypes.ContainerState(c.State.Status),
 			Status:          c.StatusString(now),
-			Mounts:          []containertypes.MountPoint{},
+			Mounts:          s.inspectMounts(c),
 			NetworkSettings: &containertypes.NetworkSettingsSummary{Networks: networksOf(c)},
 		}
 		if sum.Labels == nil {
@@ -334,7 +334,12 @@ func (f *listFilter) match(c *container.Container) bool {
 	}) {
 		return false
 	}
-	if len(f.volumes) > 0 || len(f.publish) > 0 {
+	if len(f.volumes) > 0 && !slices.ContainsFunc(c.MountPoints, func(mp container.MountPoint) bool {
+		return contains(f.volumes, mp.Name) || contains(f.volumes, mp.Destination) || (mp.Source != "" && contains(f.volumes, mp.Source))
+	}) {
+		return false
+	}
+	if len(f.publish) > 0 {
 		return false
 	}
 	if len(f.health) > 0 {
