@@ -127,7 +127,7 @@ exit 0`)
 	if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 137 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
@@ -199,7 +199,7 @@ func TestWithoutReexec(t *testing.T) {
 	if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(s.all(t))); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.Wait(ctx); err != nil || st.Code != 4 || out.String() != "echo\n" {
+	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 4 || out.String() != "echo\n" {
 		t.Fatalf("Wait = %+v, %v; output %q", st, err, out.String())
 	}
 	if b, _ := os.ReadFile(filepath.Join(c.cfg.Bundle, "shim.log")); !bytes.Contains(b, []byte("serving from the first stage")) {
@@ -221,7 +221,7 @@ func TestStuckAttachClientDoesNotBlock(t *testing.T) {
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
@@ -291,7 +291,7 @@ func TestUnknownContainerKill(t *testing.T) {
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Wait(ctx); err != nil {
+	if _, err := waitExit(ctx, c.cfg, client); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the shim to exit", func() bool { return len(shimPids(c.cfg.Bundle)) == 0 })

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/berth-engine/berth/internal/shim"
 )
 
@@ -425,4 +427,23 @@ func closeWrite(t *testing.T, c net.Conn) {
 	if err := cw.CloseWrite(); err != nil {
 		t.Fatalf("CloseWrite: %v", err)
 	}
+}
+
+// waitExit is client.Wait for tests whose container may be gone before
+// the Wait reaches the shim (it removes its socket once the exit is
+// recorded and its clients are served): then the exit file the shim left
+// is the answer, as the daemon does. Safe from any goroutine.
+func waitExit(ctx context.Context, cfg shim.Config, client *shim.Client) (shim.ExitStatus, error) {
+	st, err := client.Wait(ctx)
+	if err == nil || !errdefs.IsUnavailable(err) {
+		return st, err
+	}
+	for len(shimPids(cfg.Bundle)) > 0 {
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return shim.ReadExitFile(cfg.ExitFile)
 }

@@ -83,7 +83,7 @@ func TestOutputToLogAndAttachBeforeStart(t *testing.T) {
 		t.Errorf("stderr-only attach got stdout %q stderr %q", stdout.String(), stderr.String())
 	}
 
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestStdinOnce(t *testing.T) {
 	if stdout.String() != "hello\nworld\ndone\n" {
 		t.Errorf("stdout = %q", stdout.String())
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
@@ -230,7 +230,7 @@ func TestTTYAndResize(t *testing.T) {
 	if bytes.HasPrefix(all, []byte{1, 0, 0, 0}) {
 		t.Errorf("TTY stream is framed: %q", all[:16])
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 5 {
 		t.Fatalf("Wait = %+v, %v; want code 5", st, err)
 	}
@@ -276,7 +276,7 @@ func TestExitCodes(t *testing.T) {
 					t.Fatalf("Kill: %v", err)
 				}
 			}
-			st, err := client.Wait(ctx)
+			st, err := waitExit(ctx, c.cfg, client)
 			if err != nil {
 				t.Fatalf("Wait: %v", err)
 			}
@@ -313,7 +313,7 @@ func TestKillAll(t *testing.T) {
 	if err := client.Kill(ctx, syscall.SIGTERM, true); err != nil {
 		t.Fatalf("Kill all: %v", err)
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 143 || st.Signal != 0 {
 		t.Fatalf("Wait = %+v, %v; want code 143 from sh's wait", st, err)
 	}
@@ -333,7 +333,7 @@ func TestWaitFromSecondClient(t *testing.T) {
 	results := make(chan res, 3)
 	for i := 0; i < 3; i++ {
 		go func() {
-			st, err := shim.Dial(c.cfg.Socket).Wait(ctx)
+			st, err := waitExit(ctx, c.cfg, shim.Dial(c.cfg.Socket))
 			results <- res{st, err}
 		}()
 	}
@@ -425,7 +425,7 @@ func TestSurvivesParentKill(t *testing.T) {
 	if err := client.Kill(ctx, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	ex, err := client.Wait(ctx)
+	ex, err := waitExit(ctx, c.cfg, client)
 	if err != nil || ex.Code != 137 {
 		t.Fatalf("Wait = %+v, %v", ex, err)
 	}
@@ -493,7 +493,7 @@ func TestLogRotationThroughShim(t *testing.T) {
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.Wait(ctx); err != nil || st.Code != 0 {
+	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
 	for _, name := range []string{"", ".1", ".2"} {
@@ -546,7 +546,7 @@ func TestInitReapsZombiesAndExitCode(t *testing.T) {
 		t.Errorf("stdout = %q, stderr = %q", stdout.String(), stderr.String())
 	}
 	// sh killed itself with SIGKILL: init exits 128+9 (it was not killed).
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 137 || st.Signal != 0 {
 		t.Errorf("Wait = %+v, %v; want code 137 from init", st, err)
 	}
@@ -571,7 +571,7 @@ func TestInitForwardsSIGTERM(t *testing.T) {
 	if err := client.Kill(ctx, syscall.SIGTERM, false); err != nil {
 		t.Fatal(err)
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 7 {
 		t.Fatalf("Wait = %+v, %v; want 7 from the trap", st, err)
 	}
@@ -596,7 +596,7 @@ func TestOOMKilled(t *testing.T) {
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st, err := client.Wait(ctx)
+	st, err := waitExit(ctx, c.cfg, client)
 	if err != nil || st.Code != 137 || !st.OOMKilled {
 		t.Fatalf("Wait = %+v, %v; want 137 and OOMKilled", st, err)
 	}
@@ -636,7 +636,7 @@ func TestInitWithTTY(t *testing.T) {
 	if !strings.Contains(out, "21 77") || !strings.Contains(out, "foreground") {
 		t.Errorf("output %q: want the size and the command in the foreground group", out)
 	}
-	if st, err := client.Wait(ctx); err != nil || st.Code != 6 {
+	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 6 {
 		t.Errorf("Wait = %+v, %v", st, err)
 	}
 }
