@@ -413,20 +413,7 @@ func (r *reader) checkTruncated() error {
 // altogether (rotated out), every remaining file is newer: the oldest of
 // them comes next. It returns nil when there is no clear successor yet.
 func (r *reader) successor() *logFile {
-	idx := rotatedIndexes(r.path)
-	names := make([]string, 0, len(idx)+1)
-	names = append(names, r.path)
-	for _, n := range idx {
-		names = append(names, r.path+"."+strconv.Itoa(n))
-	}
-	var st syscall.Stat_t
-	pos := -1
-	for i, name := range names {
-		if syscall.Stat(name, &st) == nil && st.Ino == r.cur.ino {
-			pos = i
-			break
-		}
-	}
+	names, pos := r.locate(r.cur.ino)
 	var next string
 	switch {
 	case pos == 0:
@@ -444,7 +431,44 @@ func (r *reader) successor() *logFile {
 		l.close()
 		return nil
 	}
+	// A rotation may have shifted the names between the scan and the
+	// open (the writer renames path.K to path.K+1 from the oldest down),
+	// so the name may now hold a later file. Renames keep the files'
+	// order, so the one opened is the successor if, now, it sits right
+	// after the current one (or the current one is gone and it is the
+	// oldest); otherwise try again at the next wake-up.
+	names, pos = r.locate(r.cur.ino)
+	var want string
+	switch {
+	case pos > 0:
+		want = names[pos-1]
+	case pos < 0:
+		want = names[len(names)-1]
+	}
+	var st syscall.Stat_t
+	if want == "" || syscall.Stat(want, &st) != nil || st.Ino != l.ino {
+		l.close()
+		return nil
+	}
 	return l
+}
+
+// locate lists path and its rotated files, newest first, and the position
+// of the file with inode ino among them (-1: none).
+func (r *reader) locate(ino uint64) (names []string, pos int) {
+	idx := rotatedIndexes(r.path)
+	names = make([]string, 0, len(idx)+1)
+	names = append(names, r.path)
+	for _, n := range idx {
+		names = append(names, r.path+"."+strconv.Itoa(n))
+	}
+	var st syscall.Stat_t
+	for i, name := range names {
+		if syscall.Stat(name, &st) == nil && st.Ino == ino {
+			return names, i
+		}
+	}
+	return names, -1
 }
 
 // lineReader yields complete lines from a file that may still be growing:
