@@ -37,6 +37,8 @@ type Backends struct {
 	Exec         ExecBackend
 	ContainerOps ContainerOpsBackend
 	Events       EventsBackend
+	// Build serves POST /build (nil: 501).
+	Build BuildBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -191,6 +193,7 @@ func (rt *router) initRoutes() {
 
 	// Registries: push, distribution inspect, login.
 	rt.addDistributionRoutes()
+	rt.addBuildRoutes()
 	rt.initOperateRoutes()
 }
 

@@ -436,6 +436,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 	}
 
 	c.addOperateCommands(root, container, sys)
+	c.addBuildCommands(root, img, container)
 	root.AddCommand(container, img, sys)
 }
 
