@@ -91,13 +91,16 @@ CMD ["cat /app/run.txt"]
 	if strings.Contains(out, "Running in") || !strings.Contains(out, "Using cache") {
 		t.Errorf("rebuild not cached:\n%s", out)
 	}
+	// The cache survives a daemon restart.
+	d.Stop(t)
+	d.Start(t)
+	out = d.MustBerth(t, "build", "--build-arg", "GREETING=hi", "--label", "extra=1", dir)
+	if strings.Contains(out, "Running in") {
+		t.Errorf("rebuild after restart not cached:\n%s", out)
+	}
 	// Changing a copied file rebuilds from that step on.
 	if err := os.WriteFile(filepath.Join(dir, "two.md"), []byte("2 changed\n"), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	out = d.MustBerth(t, "build", "-q", "--build-arg", "GREETING=hi", dir)
-	if !strings.HasPrefix(out, "sha256:") || strings.Count(out, "\n") != 1 {
-		t.Errorf("quiet build printed %q", out)
 	}
 	out = d.MustBerth(t, "build", "--build-arg", "GREETING=hi", dir)
 	steps := strings.Split(out, "Step ")
@@ -117,6 +120,10 @@ CMD ["cat /app/run.txt"]
 			}
 		}
 	}
+	out = d.MustBerth(t, "build", "-q", "--build-arg", "GREETING=hi", dir)
+	if !strings.HasPrefix(out, "sha256:") || strings.Count(out, "\n") != 1 {
+		t.Errorf("quiet build printed %q", out)
+	}
 	// --no-cache runs everything.
 	out = d.MustBerth(t, "build", "--no-cache", "--build-arg", "GREETING=hi", dir)
 	if strings.Contains(out, "Using cache") {
@@ -126,4 +133,124 @@ CMD ["cat /app/run.txt"]
 	if ps := d.MustBerth(t, "ps", "-aq"); ps != "" {
 		t.Errorf("containers left: %q", ps)
 	}
+}
+
+// dockerBuild runs the stock docker CLI's classic builder against d.
+func dockerBuild(t *testing.T, d *testutil.Daemon, stdin string, args ...string) testutil.Result {
+	t.Helper()
+	cmd := d.DockerCmd(append([]string{"build"}, args...)...)
+	cmd.Env = append(cmd.Env, "DOCKER_BUILDKIT=0")
+	return testutil.Run(t, cmd, stdin)
+}
+
+func TestBuildMultiStageDockerCLI(t *testing.T) {
+	testutil.RequiresDockerCLI(t)
+	d := daemonWithBusybox(t)
+	dir := writeContext(t, map[string]string{
+		"build.Dockerfile": `FROM busybox AS base
+RUN echo base > /base.txt
+
+FROM base AS builder
+ARG MSG
+RUN echo "built $MSG" > /out.txt && chmod 0600 /out.txt && ln /out.txt /hard.txt
+
+FROM busybox AS unused
+RUN exit 3
+
+FROM scratch AS final
+COPY --from=builder /out.txt /hard.txt /result/
+COPY --from=busybox --chown=1:2 --chmod=0750 /bin/busybox /bin/busybox
+CMD ["/bin/busybox", "cat", "/result/out.txt"]
+
+FROM busybox AS other
+CMD ["echo", "other"]
+`,
+	})
+	r := dockerBuild(t, d, "", "-t", "ms:latest", "-f", filepath.Join(dir, "build.Dockerfile"), "--target", "final", "--build-arg", "MSG=ok", "--iidfile", filepath.Join(dir, "iid"), dir)
+	if r.ExitCode != 0 {
+		t.Fatalf("docker build: %s", r)
+	}
+	if strings.Contains(r.Stdout, "exit 3") || strings.Contains(r.Stdout, "AS other") {
+		t.Errorf("built a stage the target does not need:\n%s", r.Stdout)
+	}
+	if !strings.Contains(r.Stdout, "Successfully tagged ms:latest") {
+		t.Errorf("output:\n%s", r.Stdout)
+	}
+	iid, err := os.ReadFile(filepath.Join(dir, "iid"))
+	if err != nil || !strings.HasPrefix(string(iid), "sha256:") {
+		t.Errorf("iidfile: %q %v", iid, err)
+	}
+	if got := d.MustDocker(t, "run", "--rm", "ms"); got != "built ok\n" {
+		t.Errorf("run = %q", got)
+	}
+	got := d.MustDocker(t, "run", "--rm", "ms", "/bin/busybox", "stat", "-c", "%a %u %g %n", "/bin/busybox", "/result/out.txt")
+	if got != "750 1 2 /bin/busybox\n600 0 0 /result/out.txt\n" {
+		t.Errorf("modes and owners = %q", got)
+	}
+	// The Dockerfile on stdin, without a context.
+	r = dockerBuild(t, d, "FROM busybox\nRUN echo from-stdin\n", "-q", "-")
+	if r.ExitCode != 0 || !strings.HasPrefix(r.Stdout, "sha256:") {
+		t.Errorf("docker build - : %s", r)
+	}
+	if ps := d.MustBerth(t, "ps", "-aq"); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	testutil.RequiresDockerCLI(t)
+	d := daemonWithBusybox(t)
+	before := d.MustBerth(t, "images", "-aq")
+	cases := []struct {
+		name, dockerfile string
+		want             []string
+	}{
+		{"syntax", "FROM busybox\nRUN echo ok\nNOTANINSTRUCTION foo\n", []string{"line 3", "unknown instruction"}},
+		{"failing run", "FROM busybox\nRUN echo the-output && exit 7\n", []string{"the-output", "returned a non-zero code: 7"}},
+		{"missing copy source", "FROM busybox\nCOPY nothere.txt /x\n", []string{"nothere.txt", "line 2"}},
+		{"missing stage", "FROM busybox\nCOPY --from=nostage /a /b\n", []string{"nostage"}},
+		{"missing image", "FROM 127.0.0.1:1/nothing/here:latest\n", []string{"127.0.0.1:1/nothing/here"}},
+		{"add url offline", "FROM busybox\nADD http://127.0.0.1:1/file.tgz /x\n", []string{"http://127.0.0.1:1/file.tgz"}},
+		{"empty", "# nothing\n", []string{"cannot be empty"}},
+		{"missing target", "FROM busybox AS a\n", []string{"target nope"}},
+	}
+	for _, c := range cases {
+		dir := writeContext(t, map[string]string{"Dockerfile": c.dockerfile})
+		args := []string{"build", "-t", "bad:latest"}
+		if c.name == "missing target" {
+			args = append(args, "--target", "nope")
+		}
+		r := d.Berth(t, append(args, dir)...)
+		if c.name == "failing run" && r.ExitCode != 7 {
+			t.Errorf("failing RUN: exit code %d, want the command's 7", r.ExitCode)
+		}
+		if r.ExitCode == 0 {
+			t.Errorf("%s: build succeeded: %s", c.name, r)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.Combined(), w) {
+				t.Errorf("%s: output lacks %q: %s", c.name, w, r)
+			}
+		}
+		t.Logf("%s: berth: %s", c.name, strings.TrimSpace(r.Combined()))
+		dr := dockerBuild(t, d, "", append(args[1:], dir)...)
+		if c.name == "failing run" && dr.ExitCode != 7 {
+			t.Errorf("failing RUN: docker exit code %d, want the command's 7", dr.ExitCode)
+		}
+		if dr.ExitCode == 0 {
+			t.Errorf("%s: docker build succeeded: %s", c.name, dr)
+		}
+	}
+	if r := d.Berth(t, "image", "inspect", "bad:latest"); r.ExitCode == 0 {
+		t.Errorf("a failed build left a tagged image")
+	}
+	if ps := d.MustBerth(t, "ps", "-aq"); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
+	if after := d.MustBerth(t, "images", "-aq"); after != before {
+		t.Logf("images after failed builds: %q (before %q)", after, before)
+	}
+	// The daemon is still healthy.
+	d.MustBerth(t, "build", "-q", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"}))
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -69,7 +70,17 @@ func (rt *router) postBuild(c *call) error {
 	}
 	id, err := rt.b.Build.Build(c.ctx, c.r.Body, opts, out)
 	if err != nil {
-		_ = writeStreamError(w, err)
+		var coded interface{ ExitCode() int }
+		code := 0
+		if errors.As(err, &coded) {
+			code = coded.ExitCode()
+		}
+		sw.mu.Lock()
+		defer sw.mu.Unlock()
+		_ = writeJSONMessage(w, jsonErrorMessage{
+			ErrorDetail: &jsonstream.Error{Code: code, Message: err.Error()},
+			Error:       err.Error(),
+		})
 		return nil
 	}
 	sw.mu.Lock()

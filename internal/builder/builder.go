@@ -104,6 +104,9 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 		return "", err
 	}
 	res, err := parser.Parse(strings.NewReader(string(bc.dockerfile)))
+	if err == nil && len(res.AST.Children) == 0 || err != nil && strings.Contains(err.Error(), "file with no instructions") {
+		return "", errdefs.ErrInvalidArgument.WithMessage("the Dockerfile (" + bc.name + ") cannot be empty")
+	}
 	if err != nil {
 		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dockerfile parse error %v", err))
 	}
@@ -112,7 +115,11 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 	}
 	stages, metaArgs, err := instructions.Parse(res.AST, nil)
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dockerfile parse error %v", err))
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "dockerfile parse error") {
+			msg = "dockerfile parse error " + msg
+		}
+		return "", errdefs.ErrInvalidArgument.WithMessage(msg)
 	}
 	if len(stages) == 0 {
 		return "", errdefs.ErrInvalidArgument.WithMessage("the Dockerfile (" + bc.name + ") cannot be empty")
@@ -216,7 +223,29 @@ func lineErr(cmd instructions.Command, err error) error {
 	if errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s (Dockerfile line %d: %s)", err.Error(), line(cmd), cmd.Name()))
 	}
-	return fmt.Errorf("%w (Dockerfile line %d: %s)", err, line(cmd), cmd.Name())
+	return &stepError{err: err, line: line(cmd), name: cmd.Name()}
+}
+
+// stepError is a step's failure with the Dockerfile line it comes from.
+type stepError struct {
+	err  error
+	line int
+	name string
+}
+
+func (e *stepError) Error() string {
+	return fmt.Sprintf("%v (Dockerfile line %d: %s)", e.err, e.line, e.name)
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+// ExitCode is the exit code of a failed RUN (0 for other failures).
+func (e *stepError) ExitCode() int {
+	var re *RunError
+	if errors.As(e.err, &re) {
+		return re.Code
+	}
+	return 0
 }
 
 func line(cmd instructions.Command) int {

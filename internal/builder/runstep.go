@@ -100,7 +100,7 @@ func (r *run) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 		res = w
 	}
 	if res.StatusCode != 0 {
-		return fmt.Errorf("The command '%s' returned a non-zero code: %d", strings.Join(argv, " "), res.StatusCode)
+		return &RunError{Cmd: strings.Join(argv, " "), Code: int(res.StatusCode)}
 	}
 	l, err := r.containerLayer(ctx, id, st.id.String() != "")
 	if err != nil {
@@ -194,3 +194,17 @@ func mountPoints(root string) []string {
 	}
 	return out
 }
+
+// RunError is a RUN step whose command failed; the API reports its exit
+// code in the error message's code, as docker does.
+type RunError struct {
+	Cmd  string
+	Code int
+}
+
+func (e *RunError) Error() string {
+	return fmt.Sprintf("The command '%s' returned a non-zero code: %d", e.Cmd, e.Code)
+}
+
+// ExitCode is the failed command's exit code.
+func (e *RunError) ExitCode() int { return e.Code }
