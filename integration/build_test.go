@@ -254,3 +254,43 @@ func TestBuildErrors(t *testing.T) {
 	// The daemon is still healthy.
 	d.MustBerth(t, "build", "-q", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"}))
 }
+
+func TestCommitAndDiff(t *testing.T) {
+	testutil.RequiresDockerCLI(t)
+	d := daemonWithBusybox(t)
+	d.MustBerth(t, "run", "--name", "c1", "busybox", "sh", "-c",
+		"mkdir /newdir && echo hi > /newdir/f && rm /bin/true && echo x >> /etc/passwd && chmod 4755 /bin/ls")
+	diff := d.MustBerth(t, "diff", "c1")
+	for _, want := range []string{"A /newdir\n", "A /newdir/f\n", "D /bin/true\n", "C /etc/passwd\n", "C /bin\n", "C /etc\n"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, "/etc/hosts") || strings.Contains(diff, "resolv.conf") {
+		t.Errorf("diff shows the runtime's mount points:\n%s", diff)
+	}
+	if dd := d.MustDocker(t, "diff", "c1"); dd != diff {
+		t.Errorf("docker diff = %q, berth diff = %q", dd, diff)
+	}
+	id := strings.TrimSpace(d.MustBerth(t, "commit", "-m", "my message", "-a", "me", "-c", "CMD [\"cat\", \"/newdir/f\"]", "-c", "ENV FOO=bar", "c1", "committed:v1"))
+	if !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("commit printed %q", id)
+	}
+	if got := d.MustBerth(t, "run", "--rm", "committed:v1"); got != "hi\n" {
+		t.Errorf("run committed image = %q", got)
+	}
+	got := d.MustBerth(t, "run", "--rm", "committed:v1", "sh", "-c", "ls /bin/true 2>/dev/null || echo gone; echo $FOO; stat -L -c %a /bin/ls")
+	if got != "gone\nbar\n4755\n" {
+		t.Errorf("committed filesystem = %q", got)
+	}
+	insp := d.MustBerth(t, "image", "inspect", "--format", "{{.Comment}}|{{.Author}}", "committed:v1")
+	if insp != "my message|me\n" {
+		t.Errorf("comment/author = %q", insp)
+	}
+	// docker commit through the API too.
+	d.MustDocker(t, "commit", "--change", "LABEL via=docker", "c1", "committed:v2")
+	if l := d.MustDocker(t, "image", "inspect", "--format", "{{.Config.Labels.via}}", "committed:v2"); l != "docker\n" {
+		t.Errorf("label = %q", l)
+	}
+	d.MustBerth(t, "rm", "c1")
+}

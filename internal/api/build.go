@@ -9,14 +9,33 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/moby/api/types/common"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/jsonstream"
 )
 
-// BuildBackend serves POST /build (docker's classic builder protocol).
+// BuildBackend serves POST /build (docker's classic builder protocol) and
+// the routes that share its layer-diff machinery: POST /commit and
+// GET /containers/{id}/changes.
 type BuildBackend interface {
 	// Build reads the build context from src, writes progress text to out
 	// and returns the ID of the image built.
 	Build(ctx context.Context, src io.Reader, opts BuildOptions, out io.Writer) (string, error)
+	// Commit makes an image of a container's changes and returns its ID.
+	Commit(ctx context.Context, opts CommitOptions) (string, error)
+	// Changes lists the changes in a container's filesystem.
+	Changes(ctx context.Context, container string) ([]container.FilesystemChange, error)
+}
+
+// CommitOptions are the query parameters (and body) of POST /commit.
+type CommitOptions struct {
+	Container string
+	Repo, Tag string
+	Comment   string
+	Author    string
+	Pause     bool
+	Changes   []string
+	Config    *container.Config // the request body, if any
 }
 
 // BuildOptions are the query parameters of POST /build.
@@ -34,7 +53,49 @@ type BuildOptions struct {
 }
 
 func (rt *router) addBuildRoutes() {
-	rt.add(http.MethodPost, "/build", need(rt.b.Build != nil, "build", rt.postBuild))
+	ok := rt.b.Build != nil
+	rt.add(http.MethodPost, "/build", need(ok, "build", rt.postBuild))
+	rt.add(http.MethodPost, "/commit", need(ok, "build", rt.postCommit))
+	rt.add(http.MethodGet, "/containers/{name}/changes", need(ok, "build", rt.getContainerChanges))
+}
+
+func (rt *router) postCommit(c *call) error {
+	opts := CommitOptions{
+		Container: c.str("container"),
+		Repo:      c.str("repo"),
+		Tag:       c.str("tag"),
+		Comment:   c.str("comment"),
+		Author:    c.str("author"),
+		Pause:     boolValueOrDefault(c.form, "pause", true),
+		Changes:   c.form["changes"],
+	}
+	if opts.Container == "" {
+		return invalidArg("container is required")
+	}
+	if c.r.Body != nil && c.r.Body != http.NoBody && c.r.ContentLength != 0 {
+		var cfg container.Config
+		dec := json.NewDecoder(io.LimitReader(c.r.Body, maxJSONBody))
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return invalidArg("invalid JSON: " + err.Error())
+		}
+		opts.Config = &cfg
+	}
+	id, err := rt.b.Build.Commit(c.ctx, opts)
+	if err != nil {
+		return err
+	}
+	return c.writeJSON(http.StatusCreated, common.IDResponse{ID: id})
+}
+
+func (rt *router) getContainerChanges(c *call) error {
+	changes, err := rt.b.Build.Changes(c.ctx, c.name)
+	if err != nil {
+		return err
+	}
+	if changes == nil {
+		changes = []container.FilesystemChange{}
+	}
+	return c.writeJSON(http.StatusOK, changes)
 }
 
 func (rt *router) postBuild(c *call) error {

@@ -26,30 +26,97 @@ func (c *berthCLI) addBuildCommands(root, img, ctr *cobra.Command) {
 	b := c.newBuildCommand()
 	delete(b.Annotations, "category-top")
 	img.AddCommand(b)
+	root.AddCommand(c.newCommitCommand(), c.newDiffCommand())
+	cc, dc := c.newCommitCommand(), c.newDiffCommand()
+	delete(cc.Annotations, "category-top")
+	delete(dc.Annotations, "category-top")
+	ctr.AddCommand(cc, dc)
+}
+
+func (c *berthCLI) newCommitCommand() *cobra.Command {
+	var message, author string
+	var changes []string
+	pause := true
+	cmd := &cobra.Command{
+		Use:   "commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+		Short: "Create a new image from a container's changes",
+		Args:  requiresRangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := ""
+			if len(args) == 2 {
+				ref = args[1]
+			}
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.ContainerCommit(cmd.Context(), args[0], client.ContainerCommitOptions{
+				Reference: ref, Comment: message, Author: author, Changes: changes, NoPause: !pause,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.out, res.ID)
+			return nil
+		},
+		Annotations: map[string]string{"category-top": "1", "aliases": "berth container commit, berth commit"},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&message, "message", "m", "", "Commit message")
+	f.StringVarP(&author, "author", "a", "", `Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")`)
+	f.StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	f.BoolVarP(&pause, "pause", "p", true, "Pause container during commit")
+	return cmd
+}
+
+func (c *berthCLI) newDiffCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "diff CONTAINER",
+		Short: "Inspect changes to files or directories on a container's filesystem",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.ContainerDiff(cmd.Context(), args[0], client.ContainerDiffOptions{})
+			if err != nil {
+				return err
+			}
+			for _, ch := range res.Changes {
+				k := "C"
+				switch ch.Kind {
+				case 1:
+					k = "A"
+				case 2:
+					k = "D"
+				}
+				fmt.Fprintf(c.out, "%s %s\n", k, ch.Path)
+			}
+			return nil
+		},
+		Annotations: map[string]string{"category-top": "1", "aliases": "berth container diff, berth diff"},
+	}
+	return cmd
 }
 
 type buildOptions struct {
-	tags       []string
-	file       string
-	buildArgs  []string
-	labels     []string
-	target     string
-	noCache    bool
-	pull       bool
-	quiet      bool
-	iidfile    string
-	network    string
-	platform   string
-	progress   string
-	rm         bool
-	forceRm    bool
-	cacheFrom  []string
-	addHosts   []string
-	shmSize    string
-	isolation  string
-	memory     string
-	cpuShares  int64
-	securityOp []string
+	tags      []string
+	file      string
+	buildArgs []string
+	labels    []string
+	target    string
+	noCache   bool
+	pull      bool
+	quiet     bool
+	iidfile   string
+	network   string
+	platform  string
+	progress  string
+	rm        bool
+	forceRm   bool
+	cacheFrom []string
+	addHosts  []string
 }
 
 func (c *berthCLI) newBuildCommand() *cobra.Command {
