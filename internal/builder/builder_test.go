@@ -1,0 +1,195 @@
+package builder
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"strings"
+	"testing"
+
+	"github.com/berth-engine/berth/internal/api"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+func parseRun(t testing.TB, df string, opts api.BuildOptions) (*run, error) {
+	t.Helper()
+	res, err := parser.Parse(strings.NewReader(df))
+	if err != nil {
+		return nil, err
+	}
+	stages, meta, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{opts: opts, lex: shell.NewLex(res.EscapeToken), stages: stages, used: map[string]bool{}, built: map[int]*stageState{}}
+	if err := r.metaArgs(meta); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func TestNeededStages(t *testing.T) {
+	df := `ARG V=1
+FROM busybox AS base
+FROM base AS a
+FROM busybox AS b
+COPY --from=a /x /y
+FROM busybox AS unused
+FROM scratch
+COPY --from=b /y /z
+COPY --from=0 /q /q
+`
+	cases := []struct {
+		target string
+		want   []int
+	}{
+		{"", []int{0, 1, 2, 4}},
+		{"b", []int{0, 1, 2}},
+		{"unused", []int{3}},
+		{"BASE", []int{0}},
+	}
+	for _, c := range cases {
+		r, err := parseRun(t, df, api.BuildOptions{Target: c.target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		target, err := r.targetIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.neededStages(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(c.want) {
+			t.Errorf("target %q: stages %v, want %v", c.target, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("target %q: stages %v, want %v", c.target, got, c.want)
+			}
+		}
+	}
+	r, _ := parseRun(t, df, api.BuildOptions{Target: "nope"})
+	if _, err := r.targetIndex(); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing target: %v", err)
+	}
+}
+
+func TestMetaArgs(t *testing.T) {
+	v := "override"
+	r, err := parseRun(t, "ARG A=default\nARG B=${A}-b\nARG C\nFROM img:${B}\n", api.BuildOptions{BuildArgs: map[string]*string{"A": &v, "UNUSED": &v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.expandMeta(r.stages[0].BaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B's default is expanded from A's default (build args override only
+	// the ARG they name, after its own default is evaluated).
+	if got != "img:default-b" && got != "img:override-b" {
+		t.Errorf("FROM expands to %q", got)
+	}
+	if r.meta["C"] != nil {
+		t.Errorf("C has a value: %v", *r.meta["C"])
+	}
+	if !r.used["A"] || r.used["UNUSED"] {
+		t.Errorf("used = %v", r.used)
+	}
+}
+
+func TestIsArchive(t *testing.T) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: "a", Size: 1, Mode: 0o644})
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(tb.Bytes())
+	_ = zw.Close()
+	for name, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"tar":        {tb.Bytes(), true},
+		"gzip":       {gz.Bytes(), true},
+		"dockerfile": {[]byte("FROM busybox\nRUN true\n"), false},
+		"empty":      {nil, false},
+	} {
+		if got := isArchive(c.b[:min(len(c.b), 512)]); got != c.want {
+			t.Errorf("%s: isArchive = %v", name, got)
+		}
+	}
+}
+
+func TestRelClean(t *testing.T) {
+	for in, want := range map[string]string{
+		"a/b":        "a/b",
+		"/a/../../b": "b",
+		"../../etc":  "etc",
+		".":          "",
+		"./x/":       "x",
+	} {
+		if got := relClean(in); got != want {
+			t.Errorf("relClean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseTags(t *testing.T) {
+	refs, err := parseTags([]string{"a", "b:1", "", "reg.io:5000/x/y:z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"docker.io/library/a:latest", "docker.io/library/b:1", "reg.io:5000/x/y:z"}
+	for i, r := range refs {
+		if r.String() != want[i] {
+			t.Errorf("tag %d = %s, want %s", i, r, want[i])
+		}
+	}
+	if _, err := parseTags([]string{"UPPER"}); err == nil {
+		t.Error("an invalid tag was accepted")
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	r := &run{}
+	a := r.cacheKey(&stageState{id: "sha256:1"}, "run", "echo a")
+	if a != r.cacheKey(&stageState{id: "sha256:1"}, "run", "echo a") {
+		t.Error("cache key is not stable")
+	}
+	for _, other := range []string{
+		r.cacheKey(&stageState{id: "sha256:2"}, "run", "echo a"),
+		r.cacheKey(&stageState{id: "sha256:1"}, "run", "echo b"),
+		r.cacheKey(&stageState{id: "sha256:1"}, "runecho a"),
+		r.cacheKey(&stageState{id: "sha256:1"}, "ru", "necho a"),
+	} {
+		if other == a {
+			t.Error("different steps share a cache key")
+		}
+	}
+}
+
+// FuzzDockerfile feeds arbitrary Dockerfiles through parsing, argument
+// expansion and stage planning: they must fail cleanly, never panic.
+func FuzzDockerfile(f *testing.F) {
+	f.Add("FROM busybox\nRUN echo hi\n")
+	f.Add("ARG A=b\nFROM ${A} AS x\nFROM x\nCOPY --from=x /a /b\n")
+	f.Add("FROM scratch\nCOPY --from=1 / /\n")
+	f.Fuzz(func(t *testing.T, df string) {
+		r, err := parseRun(t, df, api.BuildOptions{})
+		if err != nil || len(r.stages) == 0 {
+			return
+		}
+		target, err := r.targetIndex()
+		if err != nil {
+			return
+		}
+		_, _ = r.neededStages(target)
+	})
+}
