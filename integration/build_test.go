@@ -39,6 +39,7 @@ COPY *.md /docs/
 ADD files.tar /unpacked/
 RUN echo "$GREETING from run" > /app/run.txt && rm -f /bin/true && mkdir -p /x/y && echo z > /x/y/z
 RUN ["/bin/sh", "-c", "echo exec-form > /app/exec.txt"]
+COPY a.txt /etc
 LABEL org.test=yes
 EXPOSE 8080/tcp
 USER 1000:1000
@@ -71,8 +72,8 @@ CMD ["cat /app/run.txt"]
 	if got != "hi from run\n" {
 		t.Errorf("run = %q", got)
 	}
-	got = d.MustBerth(t, "run", "--rm", "--user", "0", "bt:two", "cat /app/a.txt /app/b.txt /docs/one.md /docs/two.md /unpacked/inner/f.txt /app/exec.txt /x/y/z; ls /bin/true || echo deleted; ls /app; pwd")
-	want := "A\nB\n1\n2\nfrom tar\nexec-form\nz\n"
+	got = d.MustBerth(t, "run", "--rm", "--user", "0", "bt:two", "cat /app/a.txt /app/b.txt /docs/one.md /docs/two.md /unpacked/inner/f.txt /app/exec.txt /x/y/z /etc/a.txt; ls /bin/true || echo deleted; ls /app; pwd")
+	want := "A\nB\n1\n2\nfrom tar\nexec-form\nz\nA\n"
 	if !strings.HasPrefix(got, want) || !strings.Contains(got, "deleted") || strings.Contains(got, "ignored") || !strings.HasSuffix(got, "/app\n") {
 		t.Errorf("files = %q", got)
 	}
@@ -293,4 +294,41 @@ func TestCommitAndDiff(t *testing.T) {
 		t.Errorf("label = %q", l)
 	}
 	d.MustBerth(t, "rm", "c1")
+}
+
+// A client that goes away mid-build stops the running step's container;
+// the daemon stays healthy and the cache consistent.
+func TestBuildCancel(t *testing.T) {
+	d := daemonWithBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 600\n"})
+	cmd := d.Cmd("build", "-t", "cancelled", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 4096)
+	tmp := make([]byte, 512)
+	for !strings.Contains(string(buf), "started") {
+		n, err := stdout.Read(tmp)
+		if err != nil {
+			t.Fatalf("build ended early: %v: %s", err, buf)
+		}
+		buf = append(buf, tmp[:n]...)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	eventually(t, "the build container removed", func() bool {
+		r := d.Berth(t, "ps", "-aq")
+		return r.ExitCode == 0 && r.Stdout == ""
+	})
+	if r := d.Berth(t, "image", "inspect", "cancelled"); r.ExitCode == 0 {
+		t.Error("a cancelled build tagged its image")
+	}
+	out := d.MustBerth(t, "build", "-q", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo ok\n"}))
+	if !strings.HasPrefix(out, "sha256:") {
+		t.Errorf("build after a cancelled one: %q", out)
+	}
 }

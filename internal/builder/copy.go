@@ -143,6 +143,30 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 	if r.useCache(ctx, st, key) {
 		return nil
 	}
+	if !destIsDir && len(srcs) == 1 && (srcs[0].data != nil || !srcs[0].fi.IsDir()) && st.id != "" {
+		// `COPY file /existing-dir` copies into the directory: look at the
+		// stage's filesystem (only on a cache miss; the parent image,
+		// part of the key, decides it).
+		isDir, err := r.isDirInImage(ctx, st, dest)
+		if err != nil {
+			return err
+		}
+		if isDir {
+			w.Close()
+			if w, err = r.b.d.Content.Writer(ctx); err != nil {
+				return err
+			}
+			defer w.Close()
+			tw = tar.NewWriter(w)
+			cw = &copyWriter{tw: tw, sum: sha256.New(), uid: uid, gid: gid, mode: mode, now: cw.now}
+			if err := cw.copy(srcs[0], dest, true, c.add); err != nil {
+				return err
+			}
+			if err := tw.Close(); err != nil {
+				return err
+			}
+		}
+	}
 	d, size := w.Digest(), w.Size()
 	if _, err := w.Commit(ctx, d, size); err != nil {
 		return fmt.Errorf("store layer: %w", err)
@@ -518,4 +542,19 @@ func (b *Builder) mountImage(ctx context.Context, id digest.Digest) (string, fun
 		_ = os.Remove(dir)
 		cleanup()
 	}, nil
+}
+
+// isDirInImage reports whether p is a directory in the stage's image.
+func (r *run) isDirInImage(ctx context.Context, st *stageState, p string) (bool, error) {
+	dir, release, err := r.b.mountImage(ctx, st.id)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	full, err := securejoin.SecureJoin(dir, p)
+	if err != nil {
+		return false, nil
+	}
+	fi, err := os.Stat(full)
+	return err == nil && fi.IsDir(), nil
 }
