@@ -32,8 +32,9 @@ func main() {
 func run() int {
 	var (
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
+		buildRuns   = flag.Int("build-runs", 5, "measured cold/cached build pairs per engine in job (g), after one warm-up")
 		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
 		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
 		runs        = flag.Int("runs", 30, "measured runs per engine for job (a)")
@@ -58,7 +59,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -212,6 +213,9 @@ func run() int {
 			rep.Registry = jobRegistry(ctx, activeEngines, *binDir, root, tarPath, max(*regRuns, 1))
 		}
 		measureOperate(ctx, rep, jobs, *warmup, *runs, *healthN, *settle, *healthWin)
+		if slices.Contains(jobs, "g") && ctx.Err() == nil {
+			rep.Build = jobBuild(ctx, activeEngines, root, max(*buildRuns, 1))
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -222,6 +226,7 @@ func run() int {
 	rep.printTable(os.Stdout)
 	printRegistry(os.Stdout, rep.Registry, rep.Config.Engines)
 	rep.printOperate(os.Stdout)
+	printBuild(os.Stdout, rep.Build, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -248,6 +253,9 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Health {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Build {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

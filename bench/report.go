@@ -26,6 +26,7 @@ type report struct {
 	Registry   map[string]*registryResult   `json:"registry,omitempty"`
 	Exec       map[string]*latencyResult    `json:"exec,omitempty"`
 	Health     map[string]*healthResult     `json:"health,omitempty"`
+	Build      map[string]*buildResult      `json:"build,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }
