@@ -27,10 +27,7 @@ func (c *berthCLI) addBuildCommands(root, img, ctr *cobra.Command) {
 	delete(b.Annotations, "category-top")
 	img.AddCommand(b)
 	root.AddCommand(c.newCommitCommand(), c.newDiffCommand())
-	cc, dc := c.newCommitCommand(), c.newDiffCommand()
-	delete(cc.Annotations, "category-top")
-	delete(dc.Annotations, "category-top")
-	ctr.AddCommand(cc, dc)
+	ctr.AddCommand(c.newCommitCommand(), c.newDiffCommand())
 }
 
 func (c *berthCLI) newCommitCommand() *cobra.Command {
@@ -59,7 +56,7 @@ func (c *berthCLI) newCommitCommand() *cobra.Command {
 			fmt.Fprintln(c.out, res.ID)
 			return nil
 		},
-		Annotations: map[string]string{"category-top": "1", "aliases": "berth container commit, berth commit"},
+		Annotations: map[string]string{"aliases": "berth container commit, berth commit"},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&message, "message", "m", "", "Commit message")
@@ -95,7 +92,7 @@ func (c *berthCLI) newDiffCommand() *cobra.Command {
 			}
 			return nil
 		},
-		Annotations: map[string]string{"category-top": "1", "aliases": "berth container diff, berth diff"},
+		Annotations: map[string]string{"aliases": "berth container diff, berth diff"},
 	}
 	return cmd
 }
@@ -128,7 +125,7 @@ func (c *berthCLI) newBuildCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.runBuild(cmd, args[0], o)
 		},
-		Annotations: map[string]string{"category-top": "1", "aliases": "berth image build, berth build, berth builder build"},
+		Annotations: map[string]string{"category-top": "4", "aliases": "berth image build, berth build, berth builder build"},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.tags, "tag", "t", nil, `Name and optionally a tag in the "name:tag" format`)
