@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/content"
@@ -99,10 +100,13 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
+	t0 := time.Now()
 	bc, err := readContext(ctx, src, tmp, opts.Dockerfile)
 	if err != nil {
 		return "", err
 	}
+	defer bc.close()
+	tContext := time.Since(t0)
 	res, err := parser.Parse(strings.NewReader(string(bc.dockerfile)))
 	if err == nil && len(res.AST.Children) == 0 || err != nil && strings.Contains(err.Error(), "file with no instructions") {
 		return "", errdefs.ErrInvalidArgument.WithMessage("the Dockerfile (" + bc.name + ") cannot be empty")
@@ -160,6 +164,7 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 	if err != nil {
 		return "", err
 	}
+	tSteps := time.Since(t0) - tContext
 	r.warnUnusedArgs()
 	fmt.Fprintf(out, "Successfully built %s\n", shortID(id))
 	b.mu.Lock()
@@ -171,6 +176,7 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 		b.emit(eventtypes.ActionTag, id.String(), reference.FamiliarString(t))
 		fmt.Fprintf(out, "Successfully tagged %s\n", reference.FamiliarString(t))
 	}
+	b.log.Debug("build done", "id", id, "context", tContext, "steps", tSteps, "total", time.Since(t0))
 	return id.String(), nil
 }
 

@@ -193,3 +193,92 @@ func FuzzDockerfile(f *testing.F) {
 		_, _ = r.neededStages(target)
 	})
 }
+
+func TestTarFS(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	add := func(h *tar.Header, data string) {
+		h.Size = int64(len(data))
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write([]byte(data))
+	}
+	add(&tar.Header{Name: "Dockerfile", Mode: 0o644}, "FROM scratch\n")
+	add(&tar.Header{Name: "a/b/c.txt", Mode: 0o600}, "cee")
+	add(&tar.Header{Name: "./link", Typeflag: tar.TypeSymlink, Linkname: "a/b"}, "")
+	add(&tar.Header{Name: "hard", Typeflag: tar.TypeLink, Linkname: "a/b/c.txt"}, "")
+	add(&tar.Header{Name: "x.md", Mode: 0o644}, "x")
+	add(&tar.Header{Name: "ignored/keep.md", Mode: 0o644}, "k")
+	add(&tar.Header{Name: "ignored/drop.txt", Mode: 0o644}, "d")
+	add(&tar.Header{Name: ".dockerignore", Mode: 0o644}, "ignored\n!ignored/*.md\n*.md\n!x.md\n")
+	_ = tw.Close()
+	bc, err := readContext(t.Context(), bytes.NewReader(b.Bytes()), t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.close()
+	if string(bc.dockerfile) != "FROM scratch\n" {
+		t.Errorf("dockerfile = %q", bc.dockerfile)
+	}
+	fi, real, err := bc.fs.Stat("link/c.txt")
+	if err != nil || real != "a/b/c.txt" || fi.Mode().Perm() != 0o600 {
+		t.Errorf("stat through a symlink: %v %q %v", fi, real, err)
+	}
+	if fi, _, err := bc.fs.Stat("a"); err != nil || !fi.IsDir() {
+		t.Errorf("implied directory: %v %v", fi, err)
+	}
+	for rel, want := range map[string]string{"hard": "cee", "a/b/c.txt": "cee", "x.md": "x", "ignored/keep.md": "k"} {
+		f, err := bc.fs.Open(rel)
+		if err != nil {
+			t.Errorf("open %s: %v", rel, err)
+			continue
+		}
+		var got bytes.Buffer
+		_, _ = got.ReadFrom(f)
+		if got.String() != want {
+			t.Errorf("%s = %q, want %q", rel, got.String(), want)
+		}
+	}
+	if _, _, err := bc.fs.Stat("ignored/drop.txt"); err == nil {
+		t.Error(".dockerignore'd file still in the context")
+	}
+	if ms, _ := bc.fs.Glob("*.md"); len(ms) != 1 || ms[0] != "x.md" {
+		t.Errorf("glob *.md = %v", ms)
+	}
+	if names, _ := bc.fs.ReadDir("ignored"); len(names) != 1 || names[0] != "keep.md" {
+		t.Errorf("ignored/ = %v", names)
+	}
+}
+
+// FuzzContext feeds arbitrary bytes as a build context: reading, indexing
+// and resolving paths must fail cleanly, never panic or escape.
+func FuzzContext(f *testing.F) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	_ = tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("FROM "))
+	_ = tw.WriteHeader(&tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../../l"})
+	_ = tw.Close()
+	f.Add(b.Bytes())
+	f.Add([]byte("FROM busybox\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bc, err := readContext(t.Context(), bytes.NewReader(data), t.TempDir(), "")
+		if err != nil {
+			return
+		}
+		defer bc.close()
+		for name := range bc.fs.entries {
+			if strings.HasPrefix(name, "/") || strings.HasPrefix(name, "..") {
+				t.Fatalf("entry %q escapes the context", name)
+			}
+			_, real, err := bc.fs.Stat(name)
+			if err == nil && (strings.HasPrefix(real, "..") || strings.HasPrefix(real, "/")) {
+				t.Fatalf("%q resolves outside: %q", name, real)
+			}
+		}
+	})
+}

@@ -17,10 +17,10 @@ import (
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	goarchive "github.com/moby/go-archive"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )

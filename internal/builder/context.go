@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -10,11 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
-	securejoin "github.com/cyphar/filepath-securejoin"
-	goarchive "github.com/moby/go-archive"
 	"github.com/moby/go-archive/compression"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -23,56 +23,67 @@ import (
 // maxDockerfile bounds the Dockerfile a build reads into memory.
 const maxDockerfile = 8 << 20
 
-// buildContext is a build's context, extracted to a directory, with its
+// buildContext is a build's context (an indexed tar) with its
 // .dockerignore applied.
 type buildContext struct {
-	dir        string
+	fs         *tarFS
 	name       string // the Dockerfile's name in the context
 	dockerfile []byte
 }
 
-// readContext extracts src (a tar, possibly compressed, or a bare
-// Dockerfile) into dir.
+// readContext reads src (a tar, possibly compressed, or a bare
+// Dockerfile), spooling a tar into dir/context.tar.
 func readContext(ctx context.Context, src io.Reader, dir, name string) (*buildContext, error) {
 	br := bufio.NewReaderSize(ctxReader{ctx, src}, 64<<10)
 	head, _ := br.Peek(512)
-	bc := &buildContext{dir: dir, name: name}
+	bc := &buildContext{name: name}
 	if bc.name == "" {
 		bc.name = "Dockerfile"
 	}
+	f, err := os.Create(filepath.Join(dir, "context.tar"))
+	if err != nil {
+		return nil, err
+	}
+	// The file stays open for reading COPY sources; Build closes it.
 	if !isArchive(head) {
 		// A Dockerfile on its own (`docker build - < Dockerfile`).
 		b, err := io.ReadAll(io.LimitReader(br, maxDockerfile+1))
 		if err != nil {
+			f.Close()
 			return nil, err
 		}
 		if len(b) > maxDockerfile {
+			f.Close()
 			return nil, errdefs.ErrInvalidArgument.WithMessage("the Dockerfile is too large")
 		}
+		bc.fs = &tarFS{f: f, entries: map[string]*tarEntry{}, children: map[string][]string{}}
 		bc.dockerfile = b
 		bc.name = "Dockerfile"
 		return bc, nil
 	}
-	if err := goarchive.Untar(br, dir, &goarchive.TarOptions{NoLchown: false}); err != nil {
+	dec, err := compression.DecompressStream(br)
+	if err != nil {
+		f.Close()
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("failed to read the build context: %v", err))
+	}
+	defer dec.Close()
+	bc.fs, err = newTarFS(dec, f)
+	if err != nil {
+		f.Close()
 		if ctx.Err() != nil {
 			return nil, errCancelled
 		}
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("failed to read the build context: %v", err))
 	}
-	p, err := securejoin.SecureJoin(dir, bc.name)
-	if err != nil {
-		return nil, err
-	}
-	b, err := readLimited(p)
+	b, err := bc.readFile(relClean(bc.name))
 	if err != nil && errors.Is(err, fs.ErrNotExist) && bc.name == "Dockerfile" {
 		// docker also accepts a lowercase dockerfile
-		if p2, err2 := securejoin.SecureJoin(dir, "dockerfile"); err2 == nil {
-			if b2, err2 := readLimited(p2); err2 == nil {
-				b, err = b2, nil
-			}
+		if b2, err2 := bc.readFile("dockerfile"); err2 == nil {
+			b, err = b2, nil
 		}
 	}
 	if err != nil {
+		bc.close()
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Cannot locate specified Dockerfile: %s", bc.name))
 		}
@@ -80,29 +91,36 @@ func readContext(ctx context.Context, src io.Reader, dir, name string) (*buildCo
 	}
 	bc.dockerfile = b
 	if err := bc.applyIgnore(); err != nil {
+		bc.close()
 		return nil, err
 	}
 	return bc, nil
 }
 
-func readLimited(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+func (bc *buildContext) close() {
+	if bc != nil && bc.fs != nil && bc.fs.f != nil {
+		bc.fs.f.Close()
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+}
+
+// readFile reads a (small) file of the context, following symlinks.
+func (bc *buildContext) readFile(rel string) ([]byte, error) {
+	fi, real, err := bc.fs.Stat(rel)
 	if err != nil {
 		return nil, err
 	}
 	if fi.IsDir() {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("the Dockerfile is a directory")
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxDockerfile+1))
-	if err == nil && len(b) > maxDockerfile {
+	if fi.Size() > maxDockerfile {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("the Dockerfile is too large")
 	}
-	return b, err
+	r, err := bc.fs.Open(real)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // isArchive tells a tar (or compressed stream) from a bare Dockerfile.
@@ -116,18 +134,17 @@ func isArchive(head []byte) bool {
 	return len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
 }
 
-// applyIgnore removes what .dockerignore excludes (never the Dockerfile
-// or the .dockerignore itself, as docker).
+// applyIgnore drops what .dockerignore excludes from the context (never
+// the Dockerfile or the .dockerignore itself, as docker).
 func (bc *buildContext) applyIgnore() error {
-	f, err := os.Open(filepath.Join(bc.dir, ".dockerignore"))
+	data, err := bc.readFile(".dockerignore")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		return err
 	}
-	patterns, err := ignorefile.ReadAll(f)
-	f.Close()
+	patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
 	if err != nil {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("failed to read .dockerignore: %v", err))
 	}
@@ -138,46 +155,32 @@ func (bc *buildContext) applyIgnore() error {
 	if err != nil {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid .dockerignore: %v", err))
 	}
-	keep := map[string]bool{filepath.Clean(bc.name): true, ".dockerignore": true}
-	var remove []string
-	err = filepath.WalkDir(bc.dir, func(p string, d fs.DirEntry, err error) error {
+	keep := map[string]bool{relClean(bc.name): true, ".dockerignore": true}
+	names := make([]string, 0, len(bc.fs.entries))
+	for n := range bc.fs.entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var matched []string
+	for _, n := range names {
+		if keep[n] {
+			continue
+		}
+		m, err := pm.MatchesOrParentMatches(filepath.FromSlash(n))
 		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(bc.dir, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		if keep[rel] {
-			return nil
-		}
-		m, err := pm.MatchesOrParentMatches(rel)
-		if err != nil {
-			return err
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid .dockerignore: %v", err))
 		}
 		if m {
-			remove = append(remove, p)
+			matched = append(matched, n)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	// Remove deepest first; a directory whose contents are partly
-	// re-included ("!") keeps what is kept.
-	for i := len(remove) - 1; i >= 0; i-- {
-		p := remove[i]
-		fi, err := os.Lstat(p)
-		if err != nil {
+	// Deepest first; a directory with re-included ("!") contents stays.
+	for i := len(matched) - 1; i >= 0; i-- {
+		n := matched[i]
+		if e := bc.fs.entries[n]; e != nil && e.hdr.Typeflag == tar.TypeDir && len(bc.fs.children[n]) > 0 {
 			continue
 		}
-		if fi.IsDir() {
-			_ = os.Remove(p) // only if empty
-			continue
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+		bc.fs.remove(n)
 	}
 	return nil
 }

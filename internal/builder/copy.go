@@ -15,7 +15,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -46,8 +45,8 @@ type copySpec struct {
 
 // source is one file or tree to copy.
 type source struct {
-	root string // the filesystem it is in
-	rel  string // its path under root ("" for root itself)
+	fsys srcFS  // the filesystem it is in
+	rel  string // its path under the root ("" for the root itself)
 	fi   os.FileInfo
 	// data, for heredocs and downloads, replaces the file's content.
 	name string
@@ -55,7 +54,7 @@ type source struct {
 }
 
 func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpec) error {
-	root := r.ctx.dir
+	var fsys srcFS = r.ctx.fs
 	if c.from != "" {
 		if c.add {
 			return errdefs.ErrInvalidArgument.WithMessage("ADD does not support --from")
@@ -69,7 +68,7 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 			return err
 		}
 		defer release()
-		root = dir
+		fsys = dirFS{root: dir}
 	}
 	uid, gid, err := r.chownIDs(ctx, st, c.chown)
 	if err != nil {
@@ -97,7 +96,7 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 			srcs = append(srcs, source{name: name, data: data})
 			continue
 		}
-		found, err := resolveSources(root, s, c.from == "")
+		found, err := resolveSources(fsys, s, c.from == "")
 		if err != nil {
 			return err
 		}
@@ -221,35 +220,24 @@ func fetchURL(ctx context.Context, s string) ([]byte, string, error) {
 }
 
 // resolveSources finds the files a COPY source names, with wildcards.
-func resolveSources(root, src string, fromContext bool) ([]source, error) {
+func resolveSources(fsys srcFS, src string, fromContext bool) ([]source, error) {
 	rel := relClean(src)
 	var matches []string
 	if strings.ContainsAny(rel, "*?[") {
-		ms, err := filepath.Glob(filepath.Join(root, rel))
+		ms, err := fsys.Glob(rel)
 		if err != nil {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid source pattern %q: %v", src, err))
 		}
-		for _, m := range ms {
-			r, err := filepath.Rel(root, m)
-			if err != nil || strings.HasPrefix(r, "..") {
-				continue
-			}
-			matches = append(matches, r)
-		}
-		if len(matches) == 0 {
+		if len(ms) == 0 {
 			return nil, nil
 		}
-		sort.Strings(matches)
+		matches = ms
 	} else {
 		matches = []string{rel}
 	}
 	var out []source
 	for _, m := range matches {
-		p, err := securejoin.SecureJoin(root, m)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := os.Stat(p)
+		fi, real, err := fsys.Stat(m)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				where := "build context or excluded by .dockerignore"
@@ -260,11 +248,7 @@ func resolveSources(root, src string, fromContext bool) ([]source, error) {
 			}
 			return nil, err
 		}
-		r, _ := filepath.Rel(root, p)
-		if r == "." {
-			r = ""
-		}
-		out = append(out, source{root: root, rel: r, fi: fi})
+		out = append(out, source{fsys: fsys, rel: real, fi: fi})
 	}
 	return out, nil
 }
@@ -287,38 +271,52 @@ func (cw *copyWriter) copy(s source, dest string, destIsDir, add bool) error {
 		}
 		return cw.file(target, 0o644, s.data)
 	}
-	full := filepath.Join(s.root, s.rel)
 	if s.fi.IsDir() {
 		// A directory's contents go into the destination.
 		if err := cw.dir(dest, s.fi.Mode().Perm(), s.fi.ModTime()); err != nil {
 			return err
 		}
-		return filepath.WalkDir(full, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(full, p)
-			if rel == "." {
-				return nil
-			}
-			return cw.entry(p, path.Join(dest, filepath.ToSlash(rel)))
-		})
+		return cw.walk(s.fsys, s.rel, dest)
 	}
 	target := dest
 	if destIsDir {
-		target = path.Join(dest, filepath.Base(full))
+		target = path.Join(dest, path.Base("/"+s.rel))
 	}
 	if add {
-		if ok, err := cw.untar(full, dest); ok || err != nil {
+		if ok, err := cw.untar(s.fsys, s.rel, dest); ok || err != nil {
 			return err
 		}
 	}
-	return cw.entry(full, target)
+	return cw.entry(s.fsys, s.rel, target, s.fi)
 }
 
-// untar extracts a local archive for ADD; ok is false when full is not one.
-func (cw *copyWriter) untar(full, dest string) (bool, error) {
-	f, err := os.Open(full)
+// walk copies the tree below rel to dest, in name order.
+func (cw *copyWriter) walk(fsys srcFS, rel, dest string) error {
+	names, err := fsys.ReadDir(rel)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := path.Join(rel, n)
+		fi, _, err := fsys.Lstat(child)
+		if err != nil {
+			return err
+		}
+		if err := cw.entry(fsys, child, path.Join(dest, n), nil); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			if err := cw.walk(fsys, child, path.Join(dest, n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// untar extracts a local archive for ADD; ok is false when it is not one.
+func (cw *copyWriter) untar(fsys srcFS, rel, dest string) (bool, error) {
+	f, err := fsys.Open(rel)
 	if err != nil {
 		return false, err
 	}
@@ -347,7 +345,7 @@ func (cw *copyWriter) untar(full, dest string) (bool, error) {
 			if first {
 				return false, nil // not a tar after all: copy as a file
 			}
-			return true, fmt.Errorf("ADD failed: %s: %w", filepath.Base(full), err)
+			return true, fmt.Errorf("ADD failed: %s: %w", path.Base("/"+rel), err)
 		}
 		first = false
 		name := path.Join(dest, path.Clean("/"+hdr.Name))
@@ -405,20 +403,18 @@ func (cw *copyWriter) file(name string, m os.FileMode, data []byte) error {
 	return err
 }
 
-// entry writes the file at p (not following a final symlink) as name.
-func (cw *copyWriter) entry(p, name string) error {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return err
+// entry writes rel as name; fi, when given, is what a followed symlink
+// led to (a top-level source), otherwise rel itself is described.
+func (cw *copyWriter) entry(fsys srcFS, rel, name string, fi os.FileInfo) error {
+	link := ""
+	if fi == nil {
+		var err error
+		if fi, link, err = fsys.Lstat(rel); err != nil {
+			return err
+		}
 	}
 	if fi.IsDir() {
 		return cw.dir(name, fi.Mode(), fi.ModTime())
-	}
-	link := ""
-	if fi.Mode()&os.ModeSymlink != 0 {
-		if link, err = os.Readlink(p); err != nil {
-			return err
-		}
 	}
 	h, err := tar.FileInfoHeader(fi, link)
 	if err != nil {
@@ -428,6 +424,8 @@ func (cw *copyWriter) entry(p, name string) error {
 	h.Uid, h.Gid, h.Uname, h.Gname = cw.uid, cw.gid, "", ""
 	h.Format = tar.FormatPAX
 	h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
+	//lint:ignore SA1019 clearing the deprecated field too: the context's xattrs are not copied
+	h.PAXRecords, h.Xattrs = nil, nil
 	if fi.Mode()&os.ModeSymlink == 0 {
 		h.Mode = cw.perm(fi.Mode())
 	}
@@ -438,12 +436,12 @@ func (cw *copyWriter) entry(p, name string) error {
 	if h.Typeflag != tar.TypeReg {
 		return nil
 	}
-	f, err := os.Open(p)
+	f, err := fsys.Open(rel)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = io.Copy(io.MultiWriter(cw.tw, cw.sum), f)
+	_, err = io.Copy(io.MultiWriter(cw.tw, cw.sum), io.LimitReader(f, h.Size))
 	return err
 }
 
