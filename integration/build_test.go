@@ -332,3 +332,55 @@ func TestBuildCancel(t *testing.T) {
 		t.Errorf("build after a cancelled one: %q", out)
 	}
 }
+
+func TestBuildInstructionSemantics(t *testing.T) {
+	d := daemonWithBusybox(t)
+	// ONBUILD triggers run in the child; SHELL changes RUN's shell; a name
+	// in --chown comes from the image's passwd; ENTRYPOINT drops an
+	// inherited CMD but keeps one given later in the same stage.
+	parent := writeContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+RUN echo 'app:x:1234:4321::/:/bin/sh' >> /etc/passwd && echo 'app:x:4321:' >> /etc/group
+ONBUILD COPY trigger.txt /trigger.txt
+CMD ["echo", "parent-cmd"]
+`,
+	})
+	d.MustBerth(t, "build", "-q", "-t", "parent", parent)
+	child := writeContext(t, map[string]string{
+		"Dockerfile": `# escape=` + "`" + `
+FROM parent
+SHELL ["/bin/sh", "-e", "-c"]
+ARG UNDECLARED_USED=x
+COPY --chown=app:app owned.txt /owned.txt
+COPY keep/ /keep/
+RUN test "$(stat -c %u:%g /owned.txt)" = "1234:4321" ` + "`" + `
+    && echo continued > /cont.txt
+ENTRYPOINT ["/bin/cat"]
+`,
+		"trigger.txt":   "triggered\n",
+		"owned.txt":     "mine\n",
+		"keep/a.txt":    "a\n",
+		"keep/b.log":    "b\n",
+		".dockerignore": "keep/*\n!keep/a.txt\n",
+	})
+	out := d.MustBerth(t, "build", "-t", "child", "--build-arg", "NOT_DECLARED=1", child)
+	if !strings.Contains(out, "[Warning] One or more build-args [NOT_DECLARED] were not consumed") {
+		t.Errorf("no warning for an unused build arg:\n%s", out)
+	}
+	if got := d.MustBerth(t, "run", "--rm", "child", "/trigger.txt", "/cont.txt"); got != "triggered\ncontinued\n" {
+		t.Errorf("run child = %q", got)
+	}
+	if got := d.MustBerth(t, "run", "--rm", "--entrypoint", "ls", "child", "/keep"); got != "a.txt\n" {
+		t.Errorf(".dockerignore exception: /keep has %q", got)
+	}
+	insp := d.MustBerth(t, "image", "inspect", "--format", "{{json .Config.Cmd}}|{{json .Config.OnBuild}}|{{json .Config.Shell}}", "child")
+	if insp != "null|null|[\"/bin/sh\",\"-e\",\"-c\"]\n" {
+		t.Errorf("child config = %q", insp)
+	}
+	// FROM scratch with only a COPY, and a stage that ends with metadata.
+	scratch := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\nLABEL a=b\n", "f": "x"})
+	id := strings.TrimSpace(d.MustBerth(t, "build", "-q", scratch))
+	if layers := d.MustBerth(t, "image", "inspect", "--format", "{{len .RootFS.Layers}}", id); layers != "1\n" {
+		t.Errorf("scratch image layers = %q", layers)
+	}
+}
