@@ -37,9 +37,10 @@ WORKDIR $APP
 COPY a.txt sub/ ./
 COPY *.md /docs/
 ADD files.tar /unpacked/
-RUN echo "$GREETING from run" > /app/run.txt && rm -f /bin/true && mkdir -p /x/y && echo z > /x/y/z
+RUN echo "$GREETING from run" > /app/run.txt && rm -f /bin/true && mkdir -p /x/y && echo z > /x/y/z && ln /app/run.txt /app/hard.txt
 RUN ["/bin/sh", "-c", "echo exec-form > /app/exec.txt"]
 COPY a.txt /etc
+RUN rm -rf /x && mkdir /x && echo only > /x/only
 LABEL org.test=yes
 EXPOSE 8080/tcp
 USER 1000:1000
@@ -72,10 +73,16 @@ CMD ["cat /app/run.txt"]
 	if got != "hi from run\n" {
 		t.Errorf("run = %q", got)
 	}
-	got = d.MustBerth(t, "run", "--rm", "--user", "0", "bt:two", "cat /app/a.txt /app/b.txt /docs/one.md /docs/two.md /unpacked/inner/f.txt /app/exec.txt /x/y/z /etc/a.txt; ls /bin/true || echo deleted; ls /app; pwd")
-	want := "A\nB\n1\n2\nfrom tar\nexec-form\nz\nA\n"
+	got = d.MustBerth(t, "run", "--rm", "--user", "0", "bt:two", "cat /app/a.txt /app/b.txt /docs/one.md /docs/two.md /unpacked/inner/f.txt /app/exec.txt /etc/a.txt; ls /bin/true || echo deleted; ls /app; pwd")
+	want := "A\nB\n1\n2\nfrom tar\nexec-form\nA\n"
 	if !strings.HasPrefix(got, want) || !strings.Contains(got, "deleted") || strings.Contains(got, "ignored") || !strings.HasSuffix(got, "/app\n") {
 		t.Errorf("files = %q", got)
+	}
+	// A hard link survives the layer; a directory removed and remade is
+	// opaque (nothing of the old one shows through).
+	got = d.MustBerth(t, "run", "--rm", "--user", "0", "bt:two", "stat -c %h /app/run.txt; ls -R /x")
+	if got != "2\n/x:\nonly\n" {
+		t.Errorf("hard link / opaque dir: %q", got)
 	}
 	insp := d.MustBerth(t, "image", "inspect", "--format", "{{.Config.User}}|{{json .Config.Labels}}|{{json .Config.ExposedPorts}}|{{json .Config.Volumes}}|{{.Config.StopSignal}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{.Config.WorkingDir}}|{{json .Config.Healthcheck.Test}}", "bt:one")
 	for _, w := range []string{"1000:1000|", `"org.test":"yes"`, `"extra":"1"`, `"8080/tcp":{}`, `"/data":{}`, "|SIGINT|", `["/bin/sh","-c"]`, `["cat /app/run.txt"]`, "|/app|", `["CMD-SHELL","true"]`} {
