@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -390,4 +391,54 @@ ENTRYPOINT ["/bin/cat"]
 	if layers := d.MustBerth(t, "image", "inspect", "--format", "{{len .RootFS.Layers}}", id); layers != "1\n" {
 		t.Errorf("scratch image layers = %q", layers)
 	}
+}
+
+// Independent stages build concurrently; the output still reads step by
+// step in Dockerfile order, and a failure in one stage stops the others.
+func TestBuildParallelStages(t *testing.T) {
+	d := daemonWithBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": `FROM busybox AS one
+RUN echo one-out && echo 1 > /one
+FROM busybox AS two
+RUN echo two-out && echo 2 > /two
+FROM busybox AS three
+RUN echo three-out && echo 3 > /three
+FROM busybox
+COPY --from=one /one /r/
+COPY --from=two /two /r/
+COPY --from=three /three /r/
+CMD ["cat", "/r/one", "/r/two", "/r/three"]
+`})
+	out := d.MustBerth(t, "build", "-t", "par", dir)
+	last := -1
+	for n := 1; n <= 11; n++ {
+		i := strings.Index(out, fmt.Sprintf("Step %d/11 :", n))
+		if i < last {
+			t.Fatalf("step %d out of order:\n%s", n, out)
+		}
+		last = i
+	}
+	if i1, i2 := strings.Index(out, "one-out"), strings.Index(out, "Step 3/11"); i1 < 0 || i1 > i2 {
+		t.Errorf("stage one's RUN output is not with its step:\n%s", out)
+	}
+	if got := d.MustBerth(t, "run", "--rm", "par"); got != "1\n2\n3\n" {
+		t.Errorf("run = %q", got)
+	}
+	// One stage fails while another runs: the failure and its output are shown.
+	bad := writeContext(t, map[string]string{"Dockerfile": `FROM busybox AS slow
+RUN sleep 30
+FROM busybox AS failing
+RUN echo failing-output && exit 5
+FROM busybox
+COPY --from=slow /bin/sh /a
+COPY --from=failing /bin/sh /b
+`})
+	r := d.Berth(t, "build", bad)
+	if r.ExitCode != 5 || !strings.Contains(r.Combined(), "failing-output") || !strings.Contains(r.Combined(), "returned a non-zero code: 5") {
+		t.Errorf("failing stage: %s", r)
+	}
+	eventually(t, "build containers removed", func() bool {
+		r := d.Berth(t, "ps", "-aq")
+		return r.ExitCode == 0 && r.Stdout == ""
+	})
 }

@@ -136,6 +136,7 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 		lex:    shell.NewLex(res.EscapeToken),
 		stages: stages,
 		used:   map[string]bool{},
+		mu:     &sync.Mutex{},
 		built:  map[int]*stageState{},
 	}
 	if err := r.metaArgs(metaArgs); err != nil {
@@ -149,15 +150,8 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 	if err != nil {
 		return "", err
 	}
-	total := 0
-	for _, i := range needed {
-		total += 1 + len(stages[i].Commands)
-	}
-	r.total = total
-	for _, i := range needed {
-		if err := r.buildStage(ctx, i); err != nil {
-			return "", err
-		}
+	if err := r.buildStages(ctx, needed); err != nil {
+		return "", err
 	}
 	final := r.built[target]
 	id, err := r.finish(ctx, final)

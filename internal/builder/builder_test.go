@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/berth-engine/berth/internal/api"
@@ -23,7 +25,7 @@ func parseRun(t testing.TB, df string, opts api.BuildOptions) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{opts: opts, lex: shell.NewLex(res.EscapeToken), stages: stages, used: map[string]bool{}, built: map[int]*stageState{}}
+	r := &run{opts: opts, lex: shell.NewLex(res.EscapeToken), stages: stages, used: map[string]bool{}, built: map[int]*stageState{}, mu: &sync.Mutex{}}
 	if err := r.metaArgs(meta); err != nil {
 		return nil, err
 	}
@@ -281,4 +283,30 @@ func FuzzContext(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStageOutputOrder(t *testing.T) {
+	a, b, c := newStageOutput(), newStageOutput(), newStageOutput()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, o := range []*stageOutput{a, b, c} {
+			if o.copyTo(&out) {
+				return
+			}
+		}
+	}()
+	// Later stages write first; the output still comes in stage order.
+	fmt.Fprint(c, "c1 ")
+	fmt.Fprint(b, "b1 ")
+	b.close(false)
+	fmt.Fprint(a, "a1 ")
+	fmt.Fprint(a, "a2 ")
+	a.close(true) // a failed: nothing after it is shown
+	c.close(false)
+	<-done
+	if out.String() != "a1 a2 " {
+		t.Errorf("output = %q", out.String())
+	}
 }

@@ -484,14 +484,9 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 // fromImage resolves COPY --from: an earlier stage or an image.
 func (r *run) fromImage(ctx context.Context, stage int, from string) (digest.Digest, error) {
 	if j, ok := r.stageByName(from, stage); ok {
-		st := r.built[j]
+		st := r.stage(j)
 		if st == nil {
 			return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("stage %s is not built", from))
-		}
-		if st.id == "" {
-			if err := r.commit(ctx, st, "", "/bin/sh -c #(nop)  FROM scratch", nil, ""); err != nil {
-				return "", err
-			}
 		}
 		return st.id, nil
 	}

@@ -1,13 +1,16 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-engine/berth/internal/api"
@@ -20,6 +23,7 @@ import (
 	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // proxyArgs are the build args docker accepts without an ARG.
@@ -38,10 +42,150 @@ type run struct {
 	lex    *shell.Lex
 	stages []instructions.Stage
 	meta   map[string]*string // ARGs before the first FROM
-	used   map[string]bool    // build args consumed
-	built  map[int]*stageState
+	used   map[string]bool    // build args consumed (under mu)
+	built  map[int]*stageState // finished stages (under mu)
+	mu     *sync.Mutex         // shared by the per-stage copies of a run
 	step   int
 	total  int
+}
+
+func (r *run) markUsed(k string) {
+	r.mu.Lock()
+	r.used[k] = true
+	r.mu.Unlock()
+}
+
+func (r *run) stage(i int) *stageState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.built[i]
+}
+
+// deps lists the earlier stages stage i needs (its base and COPY --from).
+func (r *run) deps(i int) []int {
+	var out []int
+	add := func(name string) {
+		if j, ok := r.stageByName(name, i); ok {
+			out = append(out, j)
+		}
+	}
+	if base, err := r.expandMeta(r.stages[i].BaseName); err == nil {
+		add(base)
+	}
+	for _, c := range r.stages[i].Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
+			if from, err := r.expandMeta(cp.From); err == nil {
+				add(from)
+			}
+		}
+	}
+	return out
+}
+
+// buildStages builds the needed stages, each as soon as the stages it
+// depends on are done, so independent stages run in parallel. Each stage
+// writes into its own buffer and the buffers are streamed out in stage
+// order, so the output reads as docker's sequential one; step numbers are
+// fixed up front. The first failure cancels the other stages.
+func (r *run) buildStages(ctx context.Context, needed []int) error {
+	base := map[int]int{}
+	total := 0
+	for _, i := range needed {
+		base[i] = total
+		total += 1 + len(r.stages[i].Commands)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	done := map[int]chan struct{}{}
+	outs := map[int]*stageOutput{}
+	for _, i := range needed {
+		done[i] = make(chan struct{})
+		outs[i] = newStageOutput()
+	}
+	for _, i := range needed {
+		sr := *r
+		sr.out, sr.step, sr.total = outs[i], base[i], total
+		g.Go(func() (err error) {
+			// A stage stopped because another failed is not the failure
+			// to show: the output goes on to the one that failed.
+			defer func() { outs[i].close(err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, context.Canceled)) }()
+			for _, j := range sr.deps(i) {
+				select {
+				case <-done[j]:
+				case <-gctx.Done():
+					return errCancelled
+				}
+			}
+			if err := sr.buildStage(gctx, i); err != nil {
+				return err
+			}
+			close(done[i])
+			return nil
+		})
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for _, i := range needed {
+			if failed := outs[i].copyTo(r.out); failed {
+				return
+			}
+		}
+	}()
+	err := g.Wait()
+	<-drained
+	return err
+}
+
+// stageOutput is an unbounded buffer a stage writes its output into while
+// another goroutine streams it out.
+type stageOutput struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	buf    bytes.Buffer
+	closed bool
+	failed bool
+}
+
+func newStageOutput() *stageOutput {
+	o := &stageOutput{}
+	o.cond = sync.NewCond(&o.mu)
+	return o
+}
+
+func (o *stageOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	o.cond.Broadcast()
+	return len(p), nil
+}
+
+func (o *stageOutput) close(failed bool) {
+	o.mu.Lock()
+	o.closed, o.failed = true, failed
+	o.cond.Broadcast()
+	o.mu.Unlock()
+}
+
+// copyTo streams everything written until close to w and reports whether
+// the stage failed.
+func (o *stageOutput) copyTo(w io.Writer) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for {
+		if o.buf.Len() > 0 {
+			b := append([]byte(nil), o.buf.Bytes()...)
+			o.buf.Reset()
+			o.mu.Unlock()
+			_, _ = w.Write(b)
+			o.mu.Lock()
+			continue
+		}
+		if o.closed {
+			return o.failed
+		}
+		o.cond.Wait()
+	}
 }
 
 // stageState is a stage being built: the image so far and its args.
@@ -68,7 +212,7 @@ func (r *run) metaArgs(args []instructions.ArgCommand) error {
 			}
 			if bv, ok := r.opts.BuildArgs[kv.Key]; ok && bv != nil {
 				v = bv
-				r.used[kv.Key] = true
+				r.markUsed(kv.Key)
 			}
 			r.meta[kv.Key] = v
 		}
@@ -133,7 +277,16 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 			return lineErr(cmd, err)
 		}
 	}
+	if st.id == "" {
+		// A stage other stages read from (COPY --from) needs an image even
+		// when it is an empty scratch.
+		if err := r.commit(ctx, st, "", "/bin/sh -c #(nop)  FROM scratch", nil, ""); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
 	r.built[i] = st
+	r.mu.Unlock()
 	return nil
 }
 
@@ -154,7 +307,7 @@ func (r *run) from(ctx context.Context, i int) (*stageState, error) {
 	}
 	st := &stageState{args: map[string]*string{}}
 	if j, ok := r.stageByName(base, i); ok {
-		prev := r.built[j]
+		prev := r.stage(j)
 		st.id, st.img = prev.id, prev.img
 		st.cfg = cloneImageConfig(prev.cfg)
 		return st, nil
@@ -219,7 +372,7 @@ func (r *run) runArgs(st *stageState) []string {
 	for k, v := range r.opts.BuildArgs {
 		if proxyArgs[k] && v != nil && st.args[k] == nil {
 			out = append(out, k+"="+*v)
-			r.used[k] = true
+			r.markUsed(k)
 		}
 	}
 	sort.Strings(out)
@@ -266,9 +419,9 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 			}
 			if bv, ok := r.opts.BuildArgs[kv.Key]; ok && bv != nil {
 				v = bv
-				r.used[kv.Key] = true
+				r.markUsed(kv.Key)
 			} else if ok {
-				r.used[kv.Key] = true
+				r.markUsed(kv.Key)
 			}
 			if _, seen := st.args[kv.Key]; !seen {
 				st.argOrder = append(st.argOrder, kv.Key)
