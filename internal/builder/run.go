@@ -41,8 +41,8 @@ type run struct {
 	ctx    *buildContext
 	lex    *shell.Lex
 	stages []instructions.Stage
-	meta   map[string]*string // ARGs before the first FROM
-	used   map[string]bool    // build args consumed (under mu)
+	meta   map[string]*string  // ARGs before the first FROM
+	used   map[string]bool     // build args consumed (under mu)
 	built  map[int]*stageState // finished stages (under mu)
 	mu     *sync.Mutex         // shared by the per-stage copies of a run
 	step   int
@@ -107,7 +107,9 @@ func (r *run) buildStages(ctx context.Context, needed []int) error {
 		g.Go(func() (err error) {
 			// A stage stopped because another failed is not the failure
 			// to show: the output goes on to the one that failed.
-			defer func() { outs[i].close(err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, context.Canceled)) }()
+			defer func() {
+				outs[i].close(err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, context.Canceled))
+			}()
 			for _, j := range sr.deps(i) {
 				select {
 				case <-done[j]:
