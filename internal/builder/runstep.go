@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/berth-engine/berth/internal/api"
@@ -185,6 +186,20 @@ func mountPoints(root string) []string {
 	for _, p := range []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"} {
 		if fi, err := os.Lstat(filepath.Join(root, p)); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
 			out = append(out, p)
+		}
+	}
+	// /etc itself, when the runtime's placeholders are all it holds (it
+	// was copied up or made only for them).
+	if ents, err := os.ReadDir(filepath.Join(root, "etc")); err == nil && len(ents) > 0 {
+		only := true
+		for _, e := range ents {
+			if !slices.Contains(out, "etc/"+e.Name()) {
+				only = false
+				break
+			}
+		}
+		if only {
+			out = append(out, "etc")
 		}
 	}
 	for _, p := range []string{"dev", "proc", "sys"} {
