@@ -91,6 +91,9 @@ CMD ["cat /app/run.txt"]
 			t.Errorf("inspect lacks %q: %s", w, insp)
 		}
 	}
+	if ids := d.MustBerth(t, "history", "-q", "bt:one"); strings.Contains(ids, "missing") {
+		t.Errorf("history of a local build lacks the intermediate IDs:\n%s", ids)
+	}
 	hist := d.MustBerth(t, "history", "--no-trunc", "bt:one")
 	if !strings.Contains(hist, "echo \"$GREETING from run\"") && !strings.Contains(hist, "GREETING=hi") {
 		t.Errorf("history lacks the RUN:\n%s", hist)
