@@ -81,8 +81,25 @@ func New(d Deps) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(d.DataRoot, "builder", "tmp"), 0o700); err != nil {
+	tmp := filepath.Join(d.DataRoot, "builder", "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, err
+	}
+	// What a crash in the middle of a build left: contexts and image
+	// mounts (unmounted first, so RemoveAll never walks into a rootfs).
+	if ents, err := os.ReadDir(tmp); err == nil {
+		for _, e := range ents {
+			p := filepath.Join(tmp, e.Name())
+			if strings.HasPrefix(e.Name(), "root-") {
+				if err := snapshot.UnmountAll(p); err != nil {
+					log.Warn("builder: leftover mount", "path", p, "err", err)
+					continue
+				}
+				_ = os.Remove(p)
+				continue
+			}
+			_ = os.RemoveAll(p)
+		}
 	}
 	return &Builder{d: d, cache: c, log: log}, nil
 }
