@@ -394,6 +394,15 @@ ENTRYPOINT ["/bin/cat"]
 	if layers := d.MustBerth(t, "image", "inspect", "--format", "{{len .RootFS.Layers}}", id); layers != "1\n" {
 		t.Errorf("scratch image layers = %q", layers)
 	}
+	// rmi takes the untagged intermediate images with it, as docker's.
+	busybox := d.MustBerth(t, "images", "-aq", "busybox")
+	out = d.MustBerth(t, "rmi", "child", "parent", id)
+	if strings.Count(out, "Deleted: ") < 4 {
+		t.Errorf("rmi deleted too little:\n%s", out)
+	}
+	if left := d.MustBerth(t, "images", "-aq"); left != busybox {
+		t.Errorf("images left after rmi: %q (want only busybox %q)", left, busybox)
+	}
 }
 
 // Independent stages build concurrently; the output still reads step by
