@@ -448,7 +448,7 @@ func TestDockerParityEdges(t *testing.T) {
 	for filter, want := range map[string]string{
 		"network=bridge": "again", "network=host": "",
 		"is-task=false": "again", "is-task=true": "",
-		"health=none": "again", "health=healthy": "",
+		"health=none": "again", "health=healthy": "", "health=starting": "",
 		"volume=data": "", "publish=80": "", "expose=80": "",
 		"isolation=default": "again",
 	} {

@@ -341,6 +341,14 @@ func TestHealthcheck(t *testing.T) {
 	eventually(t, "healthy once the check passes", func() bool {
 		return inspectField(t, d, "hc", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}") == "healthy 0"
 	})
+	// ps filters by health: a container without a check is "none".
+	d.MustBerth(t, "run", "-d", "--name", "nohc", "busybox", "sleep", "1000")
+	for filter, want := range map[string]string{"health=healthy": "hc", "health=unhealthy": "", "health=none": "nohc"} {
+		if got := strings.TrimSpace(d.MustBerth(t, "ps", "--format", "{{.Names}}", "--filter", filter)); got != want {
+			t.Errorf("ps --filter %s: %q, want %q", filter, got, want)
+		}
+	}
+	d.MustBerth(t, "rm", "-f", "nohc")
 	logs := inspectField(t, d, "hc", "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}")
 	if !strings.HasSuffix(logs, "0:fine\n|") || strings.Count(logs, "|") > 5 {
 		t.Fatalf("health log: %q", logs)

@@ -176,10 +176,11 @@ type listFilter struct {
 	ancestors                  map[string]bool
 	before, since              *container.Container
 	networks, expose           []string
+	health                     []string
 	// Filters on things berth containers do not have yet (volumes and
-	// published ports: issues 5 and 6; health checks, tasks) match as
-	// docker would for a container without them.
-	volumes, publish, health, isTask, isolation []string
+	// published ports: issues 5 and 6; tasks) match as docker would for
+	// a container without them.
+	volumes, publish, isTask, isolation []string
 }
 
 var validListFilters = map[string]bool{
@@ -336,8 +337,14 @@ func (f *listFilter) match(c *container.Container) bool {
 	if len(f.volumes) > 0 || len(f.publish) > 0 {
 		return false
 	}
-	if len(f.health) > 0 && !contains(f.health, "none") {
-		return false
+	if len(f.health) > 0 {
+		status := "none" // no health check
+		if h := c.State.Health; h != nil && h.Status != "" {
+			status = string(h.Status)
+		}
+		if !contains(f.health, status) {
+			return false
+		}
 	}
 	if len(f.isTask) > 0 && !contains(f.isTask, "false") {
 		return false
