@@ -513,7 +513,7 @@ func (b *Builder) mountImage(ctx context.Context, id digest.Digest) (string, fun
 		return "", nil, fmt.Errorf("reach the files of image %s: %w", shortID(id), err)
 	}
 	cleanup := func() {
-		_ = b.d.Containers.Remove(context.WithoutCancel(ctx), created.ID, api.RemoveOptions{Force: true})
+		_ = b.d.Containers.Remove(context.WithoutCancel(ctx), created.ID, api.RemoveOptions{Force: true, RemoveVolumes: true})
 	}
 	mounts, err := b.d.Snapshots.Mounts(ctx, created.ID)
 	if err != nil {

@@ -69,7 +69,7 @@ func (r *run) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	}
 	id := created.ID
 	defer func() {
-		_ = r.b.d.Containers.Remove(context.WithoutCancel(ctx), id, api.RemoveOptions{Force: true})
+		_ = r.b.d.Containers.Remove(context.WithoutCancel(ctx), id, api.RemoveOptions{Force: true, RemoveVolumes: true})
 	}()
 	fmt.Fprintf(r.out, " ---> Running in %s\n", id[:12])
 	waitc, err := r.b.d.Containers.Wait(ctx, id, containertypes.WaitConditionNextExit)
