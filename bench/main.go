@@ -34,8 +34,9 @@ func run() int {
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
 		volMiB      = flag.Int("volume-mib", 1024, "job (v): MiB written and read per run")
 		volRuns     = flag.Int("volume-runs", 3, "job (v): runs per engine and target")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), v (volume/bind/overlay I/O vs the host)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
+		buildRuns   = flag.Int("build-runs", 5, "measured cold/cached build pairs per engine in job (g), after one warm-up")
 		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
 		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
 		runs        = flag.Int("runs", 30, "measured runs per engine for job (a)")
@@ -60,7 +61,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "v"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g", "v"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -217,6 +218,9 @@ func run() int {
 		if slices.Contains(jobs, "v") && ctx.Err() == nil {
 			rep.VolumeIO = jobVolumeIO(ctx, activeEngines, root, *volMiB, *volRuns)
 		}
+		if slices.Contains(jobs, "g") && ctx.Err() == nil {
+			rep.Build = jobBuild(ctx, activeEngines, root, max(*buildRuns, 1))
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -228,6 +232,7 @@ func run() int {
 	printRegistry(os.Stdout, rep.Registry, rep.Config.Engines)
 	rep.printOperate(os.Stdout)
 	printVolumeIO(os.Stdout, rep.VolumeIO, rep.Config.Engines)
+	printBuild(os.Stdout, rep.Build, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -254,6 +259,9 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Health {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Build {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

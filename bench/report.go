@@ -27,6 +27,7 @@ type report struct {
 	Exec       map[string]*latencyResult    `json:"exec,omitempty"`
 	Health     map[string]*healthResult     `json:"health,omitempty"`
 	VolumeIO   map[string]*volumeIOResult   `json:"volume_io,omitempty"`
+	Build      map[string]*buildResult      `json:"build,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }

@@ -43,6 +43,8 @@ type Backends struct {
 	Archive ArchiveBackend
 	// DiskUsage serves /system/df (nil: 501).
 	DiskUsage DiskUsageBackend
+	// Build serves POST /build (nil: 501).
+	Build BuildBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -197,6 +199,7 @@ func (rt *router) initRoutes() {
 
 	// Registries: push, distribution inspect, login.
 	rt.addDistributionRoutes()
+	rt.addBuildRoutes()
 	rt.initOperateRoutes()
 	rt.initVolumeRoutes()
 	rt.initArchiveRoutes()

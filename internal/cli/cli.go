@@ -439,6 +439,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 	c.addVolumeCommands(root)
 	c.addCopyCommands(root, container)
 	c.addDiskUsageCommands(sys)
+	c.addBuildCommands(root, img, container)
 	root.AddCommand(container, img, sys)
 }
 

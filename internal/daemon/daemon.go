@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/berth-engine/berth/internal/builder"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -119,6 +120,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	bld, err := builder.New(builder.Deps{
+		DataRoot: opts.DataRoot, Content: st.Content, Images: st.Images, Snapshots: st.Snapshots,
+		Containers: svcs.Containers, Puller: svcs.Images, Events: st.Events, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
 	handler := api.NewRouter(api.Backends{
 		Containers: svcs.Containers,
 		Images:     svcs.Images,
@@ -131,6 +139,7 @@ func Run(ctx context.Context, opts Options) error {
 		Volumes:      svcs.Volumes,
 		Archive:      svcs.Containers,
 		DiskUsage:    svcs.DiskUsage,
+		Build:        bld,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)

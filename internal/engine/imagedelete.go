@@ -97,7 +97,35 @@ func (s *ImageService) remove(ctx context.Context, name string, force, noPrune b
 	if err := s.deleteImage(ctx, img, refs, force, removedRef, &records); err != nil {
 		return records, err
 	}
+	if !noPrune {
+		s.pruneParents(ctx, img.Parent, &records)
+	}
 	return records, nil
+}
+
+// pruneParents deletes the untagged local parents (a build's intermediate
+// images) that nothing else uses any more, as docker's rmi does unless
+// --no-prune.
+func (s *ImageService) pruneParents(ctx context.Context, id digest.Digest, records *[]imagetypes.DeleteResponse) {
+	for id != "" {
+		parent, err := s.st.Images.Get(ctx, id)
+		if err != nil {
+			return
+		}
+		if refs, _ := s.st.Images.References(ctx, id); len(refs) > 0 {
+			return
+		}
+		if len(s.children(id)) > 0 {
+			return
+		}
+		if running, stopped := s.users.ImageUsers(id); len(running)+len(stopped) > 0 {
+			return
+		}
+		if err := s.deleteImage(ctx, parent, nil, false, false, records); err != nil {
+			return
+		}
+		id = parent.Parent
+	}
 }
 
 // isSingleReference is docker's rule: at most one tag, and any digest

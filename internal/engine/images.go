@@ -458,6 +458,26 @@ func (s *ImageService) History(ctx context.Context, name string) ([]imagetypes.H
 		out[0].ID = img.ID.String()
 		out[0].Tags = tags
 	}
+	// Built and committed images have local parents (docker's classic
+	// builder chain): each parent is the entry at its own history length.
+	seen := map[digest.Digest]bool{img.ID: true}
+	for p := img.Parent; p != "" && !seen[p]; {
+		seen[p] = true
+		parent, err := s.st.Images.Get(ctx, p)
+		if err != nil {
+			break
+		}
+		i := len(out) - len(parent.Config.History)
+		if i <= 0 || i >= len(out) {
+			break
+		}
+		out[i].ID = parent.ID.String()
+		out[i].Tags, _ = s.repoTagsAndDigests(ctx, parent.ID)
+		if out[i].Tags == nil {
+			out[i].Tags = []string{}
+		}
+		p = parent.Parent
+	}
 	return out, nil
 }
 

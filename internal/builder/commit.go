@@ -1,0 +1,196 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/berth-engine/berth/internal/fsutil"
+	"github.com/berth-engine/berth/internal/image"
+	"github.com/containerd/errdefs"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func hostArch() string { return goruntime.GOARCH }
+
+// layer is a layer blob written to the content store for a step.
+type layer struct {
+	desc   ocispec.Descriptor
+	diffID digest.Digest
+}
+
+// storeLayer writes an uncompressed layer tar from r into the content
+// store; its digest is its diff ID.
+func (b *Builder) storeLayer(ctx context.Context, r io.Reader) (*layer, error) {
+	w, err := b.d.Content.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return nil, fmt.Errorf("write layer: %w", err)
+	}
+	d, size := w.Digest(), w.Size()
+	if _, err := w.Commit(ctx, d, size); err != nil {
+		return nil, fmt.Errorf("store layer: %w", err)
+	}
+	return &layer{desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size}, diffID: d}, nil
+}
+
+func (b *Builder) putBlob(ctx context.Context, data []byte) (digest.Digest, error) {
+	w, err := b.d.Content.Writer(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer w.Close()
+	if _, err := w.Write(data); err != nil {
+		return "", err
+	}
+	d := digest.FromBytes(data)
+	if _, err := w.Commit(ctx, d, int64(len(data))); err != nil {
+		return "", err
+	}
+	return d, nil
+}
+
+// commit records the stage's config (plus a layer, if l is not nil) as a
+// new image whose parent is the stage's current image, caches it under
+// key and makes it the stage's current image.
+func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string, l *layer, comment string) error {
+	now := time.Now().UTC()
+	cfg := cloneImageConfig(st.cfg)
+	cfg.Created = &now
+	if cfg.OS == "" {
+		cfg.OS = "linux"
+	}
+	if cfg.Architecture == "" {
+		cfg.Architecture = hostArch()
+	}
+	cfg.RootFS.Type = "layers"
+	var layers []ocispec.Descriptor
+	if st.img != nil {
+		layers = append(layers, st.img.Layers...)
+	}
+	h := ocispec.History{Created: &now, CreatedBy: createdBy, Comment: comment, EmptyLayer: l == nil}
+	if l != nil {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.diffID)
+		layers = append(layers, l.desc)
+	}
+	cfg.History = append(cfg.History, h)
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	id, err := r.b.putBlob(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("store image config: %w", err)
+	}
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: id, Size: int64(len(raw))}, Layers: layers}
+	m.SchemaVersion = 2
+	if m.Layers == nil {
+		m.Layers = []ocispec.Descriptor{}
+	}
+	mraw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	mdgst, err := r.b.putBlob(ctx, mraw)
+	if err != nil {
+		return fmt.Errorf("store manifest: %w", err)
+	}
+	img := &image.Image{ID: id, Config: cfg, Layers: layers, Manifest: mdgst, Parent: st.id}
+	if err := r.b.d.Images.Put(ctx, img); err != nil {
+		return fmt.Errorf("record image: %w", err)
+	}
+	st.id, st.img, st.cfg = id, img, cloneImageConfig(cfg)
+	if key != "" {
+		r.b.cache.put(key, id)
+	}
+	fmt.Fprintf(r.out, " ---> %s\n", shortID(id))
+	return nil
+}
+
+// cache maps step keys to image IDs, one small file per key, so it
+// survives restarts; an entry whose image is gone is a miss.
+type cache struct{ dir string }
+
+func openCache(dir string) (*cache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return &cache{dir: dir}, nil
+}
+
+func (c *cache) get(key string) digest.Digest {
+	b, err := os.ReadFile(filepath.Join(c.dir, key))
+	if err != nil {
+		return ""
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+func (c *cache) put(key string, id digest.Digest) {
+	_ = fsutil.WriteFileAtomic(filepath.Join(c.dir, key), []byte(id.String()), 0o600)
+}
+
+// cacheKey is the identity of a step: its parent image, its kind, its
+// text (after expansion) and whatever else decides its result.
+func (r *run) cacheKey(st *stageState, parts ...string) string {
+	h := digest.Canonical.Digester()
+	fmt.Fprintf(h.Hash(), "parent=%s\n", st.id)
+	for _, p := range parts {
+		fmt.Fprintf(h.Hash(), "%d:%s\n", len(p), p)
+	}
+	return h.Digest().Encoded()
+}
+
+// useCache takes a cached result for key when allowed and present.
+func (r *run) useCache(ctx context.Context, st *stageState, key string) bool {
+	if r.opts.NoCache {
+		return false
+	}
+	id := r.b.cache.get(key)
+	if id == "" {
+		return false
+	}
+	img, err := r.b.d.Images.Get(ctx, id)
+	if err != nil {
+		return false
+	}
+	st.id, st.img, st.cfg = img.ID, img, cloneImageConfig(img.Config)
+	fmt.Fprintf(r.out, " ---> Using cache\n ---> %s\n", shortID(id))
+	return true
+}
+
+// parseOne parses a single Dockerfile instruction (an ONBUILD trigger).
+func parseOne(text string) (instructions.Command, error) {
+	res, err := parser.Parse(strings.NewReader(text))
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(err.Error())
+	}
+	if len(res.AST.Children) != 1 {
+		return nil, errdefs.ErrInvalidArgument.WithMessage("invalid ONBUILD trigger: " + text)
+	}
+	c, err := instructions.ParseCommand(res.AST.Children[0])
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(err.Error())
+	}
+	return c, nil
+}
+
+func descLayer(d digest.Digest, size int64) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size}
+}
