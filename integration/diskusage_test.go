@@ -61,3 +61,20 @@ func TestSystemDfDockerCLI(t *testing.T) {
 		t.Errorf("docker system df -v:\n%s", dfv)
 	}
 }
+
+// The docker CLI's system prune (which also prunes networks and the build
+// cache) completes against berth and removes what berth's does.
+func TestSystemPruneDockerCLI(t *testing.T) {
+	testutil.RequiresDockerCLI(t)
+	d := daemonWithBusybox(t)
+	stopped := strings.TrimSpace(d.MustBerth(t, "create", "busybox", "true"))
+	running := strings.TrimSpace(d.MustBerth(t, "run", "-d", "busybox", "sleep", "1000"))
+	out := d.MustDocker(t, "system", "prune", "-f")
+	if !strings.Contains(out, stopped) || !strings.Contains(out, "Total reclaimed space") {
+		t.Errorf("docker system prune:\n%s", out)
+	}
+	if ids := d.MustBerth(t, "ps", "-aq", "--no-trunc"); strings.TrimSpace(ids) != running {
+		t.Errorf("after docker system prune: %q, want only the running container", ids)
+	}
+	d.MustBerth(t, "rm", "-f", running)
+}

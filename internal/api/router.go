@@ -204,6 +204,7 @@ func (rt *router) initRoutes() {
 	rt.initVolumeRoutes()
 	rt.initArchiveRoutes()
 	rt.initDiskUsageRoutes()
+	rt.initEmptyPruneRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.
