@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-engine/berth/internal/image/archive"
 	"io"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -16,11 +16,9 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/containerd/errdefs"
-	"github.com/docker/go-connections/nat"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -446,103 +444,20 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 			text: text, srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
 			chown: c.Chown, chmod: c.Chmod, name: "ADD", add: true,
 		})
-	case *instructions.EnvCommand:
-		for _, kv := range c.Env {
-			set := false
-			for i, e := range cfg.Env {
-				k, _, _ := strings.Cut(e, "=")
-				if shell.EqualEnvKeys(k, kv.Key) {
-					cfg.Env[i] = kv.String()
-					set = true
-				}
-			}
-			if !set {
-				cfg.Env = append(cfg.Env, kv.String())
-			}
-		}
-	case *instructions.LabelCommand:
-		if cfg.Labels == nil {
-			cfg.Labels = map[string]string{}
-		}
-		for _, kv := range c.Labels {
-			cfg.Labels[kv.Key] = kv.Value
-		}
-	case *instructions.ExposeCommand:
-		var ports []string
-		for _, p := range c.Ports {
-			ps, err := r.lex.ProcessWords(p, st.env())
-			if err != nil {
-				return errdefs.ErrInvalidArgument.WithMessage(err.Error())
-			}
-			ports = append(ports, ps...)
-		}
-		set, _, err := nat.ParsePortSpecs(ports)
-		if err != nil {
-			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
-		}
-		if cfg.ExposedPorts == nil {
-			cfg.ExposedPorts = map[string]struct{}{}
-		}
-		for p := range set {
-			cfg.ExposedPorts[string(p)] = struct{}{}
-		}
-	case *instructions.UserCommand:
-		cfg.User = c.User
-	case *instructions.VolumeCommand:
-		if cfg.Volumes == nil {
-			cfg.Volumes = map[string]struct{}{}
-		}
-		for _, v := range c.Volumes {
-			if v == "" {
-				return errdefs.ErrInvalidArgument.WithMessage("VOLUME specified can not be an empty string")
-			}
-			cfg.Volumes[v] = struct{}{}
-		}
-	case *instructions.StopSignalCommand:
-		if _, err := signal.ParseSignal(c.Signal); err != nil {
-			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
-		}
-		cfg.StopSignal = c.Signal
-	case *instructions.WorkdirCommand:
-		if c.Path == "" {
-			return errdefs.ErrInvalidArgument.WithMessage("cannot normalize nothing")
-		}
-		if path.IsAbs(c.Path) {
-			cfg.WorkingDir = path.Clean(c.Path)
-		} else {
-			cfg.WorkingDir = path.Join("/", cfg.WorkingDir, c.Path)
-		}
-	case *instructions.CmdCommand:
-		cfg.Cmd = r.cmdLine(c.ShellDependantCmdLine, cfg)
-		st.cmdSet = true
-	case *instructions.EntrypointCommand:
-		cfg.Entrypoint = r.cmdLine(c.ShellDependantCmdLine, cfg)
-		// A new entrypoint drops an inherited CMD.
-		if !st.cmdSet {
-			cfg.Cmd = nil
-		}
-	case *instructions.HealthCheckCommand:
-		cfg.Healthcheck = c.Health
-	case *instructions.OnbuildCommand:
-		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
 	case *instructions.ShellCommand:
 		cfg.Shell = append([]string(nil), c.Shell...)
 	case *instructions.MaintainerCommand:
 		st.cfg.Author = c.Maintainer
 	default:
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s is not supported by berth's builder", strings.ToUpper(cmd.Name())))
+		err := archive.ApplyMetadata(cfg, cmd, r.lex, st.env(), &st.cmdSet)
+		if errors.Is(err, archive.ErrNotMetadata) {
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s is not supported by berth's builder", strings.ToUpper(cmd.Name())))
+		}
+		if err != nil {
+			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
+		}
 	}
 	return r.commitMeta(ctx, st, text)
-}
-
-func (r *run) cmdLine(c instructions.ShellDependantCmdLine, cfg *dockerspec.DockerOCIImageConfig) []string {
-	if len(c.CmdLine) == 0 {
-		return []string{}
-	}
-	if !c.PrependShell {
-		return append([]string(nil), c.CmdLine...)
-	}
-	return append(shellOf(cfg), strings.Join(c.CmdLine, " "))
 }
 
 func shellOf(cfg *dockerspec.DockerOCIImageConfig) []string {

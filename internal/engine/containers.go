@@ -7,7 +7,6 @@ import (
 	"github.com/moby/sys/signal"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -355,15 +354,16 @@ func commandOf(cfg *containertypes.Config) (string, []string, error) {
 // never said running): nothing would ever stop them. Each shim then deletes
 // its container from the runtime and exits, as after any exit.
 func (s *ContainerService) stopStrayShims(ctx context.Context) {
-	owned := map[string]bool{}
+	ownedSocks, ownedIDs := map[string]bool{}, map[string]bool{}
 	for _, e := range s.all() {
 		if c := e.snapshot(); c.State.Running() {
-			owned[s.cfg.shimSocket(c.ID)] = true
+			ownedSocks[s.cfg.shimSocket(c.ID)] = true
+			ownedIDs[c.ID] = true
 		}
 	}
 	socks, _ := filepath.Glob(filepath.Join(s.cfg.ExecRoot, "shims", "*.sock"))
 	for _, sock := range socks {
-		if owned[sock] {
+		if ownedSocks[sock] {
 			continue
 		}
 		client := shim.Dial(sock)
@@ -382,26 +382,14 @@ func (s *ContainerService) stopStrayShims(ctx context.Context) {
 	}
 	// Containers the runtimes still hold without a shim (it died mid-start)
 	// and without a running record: delete them, processes and cgroups.
-	owned = map[string]bool{}
-	for _, e := range s.all() {
-		if c := e.snapshot(); c.State.Running() {
-			owned[c.ID] = true
-		}
-	}
 	states, _ := filepath.Glob(filepath.Join(s.cfg.ExecRoot, "runtime", "*", "*"))
 	for _, dir := range states {
 		id, name := filepath.Base(dir), filepath.Base(filepath.Dir(dir))
-		rt, err := s.st.Runtimes.Get(name)
-		if err != nil || owned[id] {
+		if ownedIDs[id] {
 			continue
 		}
 		s.log.Warn("deleting a runtime container no record owns", "runtime", name, "id", id)
-		argv := rt.Argv("delete", "--force", id)
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if out, err := exec.CommandContext(sctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
-			s.log.Warn("runtime delete of a stray container", "id", id, "err", err, "output", string(out))
-		}
-		cancel()
+		s.forceDelete(ctx, name, id)
 	}
 }
 

@@ -260,42 +260,23 @@ func (s *ContainerService) exitFromFile(c *container.Container, exitFile string,
 		return st
 	}
 	s.log.Warn("container monitor lost; killing the container and recording an unknown exit", "id", c.ID, "err", cause)
-	if rt, err := s.st.Runtimes.Get(c.Runtime); err == nil {
-		argv := rt.Argv("delete", "--force", c.ID)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			s.log.Warn("runtime delete after shim loss", "id", c.ID, "err", err, "output", string(out))
-		}
-	}
+	s.forceDelete(context.Background(), c.Runtime, c.ID)
 	return shim.ExitStatus{Code: 255, ExitedAt: time.Now().UTC(), Error: errShimGone.Error()}
 }
 
-// stopInterruptedStart kills what a start cut short by a daemon crash left
-// behind: the record still says created or exited, but the shim, and
-// maybe the container's process, exist. The start never answered, so
-// the container keeps its recorded state and its process goes.
-func (s *ContainerService) stopInterruptedStart(ctx context.Context, c *container.Container, bundle string) {
-	if _, err := os.Stat(bundle); err != nil {
-		return // no start got as far as the bundle
+// forceDelete makes the runtime forget a container and kill what is left
+// of it (`<runtime> delete --force`), for when no shim will.
+func (s *ContainerService) forceDelete(ctx context.Context, runtimeName, id string) {
+	rt, err := s.st.Runtimes.Get(runtimeName)
+	if err != nil {
+		return
 	}
-	client := shim.Dial(s.cfg.shimSocket(c.ID))
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if st, err := client.State(sctx); err == nil {
-		s.log.Warn("killing the process of a start interrupted by a daemon crash", "id", c.ID, "pid", st.Pid)
-		if err := client.Kill(sctx, syscall.SIGKILL, true); err != nil && st.Pid > 0 {
-			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
-		}
-		_, _ = client.Wait(sctx)
+	argv := rt.Argv("delete", "--force", id)
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		s.log.Warn("runtime delete --force", "id", id, "err", err, "output", string(out))
 	}
-	// Whether or not a shim answered, the runtime may hold a created
-	// container (the shim died mid-start); deleting a missing one fails
-	// harmlessly.
-	if rt, err := s.st.Runtimes.Get(c.Runtime); err == nil {
-		argv := rt.Argv("delete", "--force", c.ID)
-		_ = exec.CommandContext(sctx, argv[0], argv[1:]...).Run()
-	}
-	_ = os.Remove(s.cfg.shimSocket(c.ID))
 }
 
 // handleExit records an exit and cleans up the runtime side of the container.
@@ -370,8 +351,8 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	c := e.c
 	bundle := s.cfg.bundleDir(c.ID)
 	if !c.State.Running() {
-		// Nothing should run, be mounted or left for a stopped container.
-		s.stopInterruptedStart(ctx, c, bundle)
+		// Nothing should be mounted or left for a stopped container (what
+		// might still run was stopped by stopStrayShims).
 		if err := unmountRootfs(bundle); err != nil {
 			s.log.Warn("unmount stale rootfs", "id", c.ID, "err", err)
 		}

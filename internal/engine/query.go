@@ -175,12 +175,12 @@ type listFilter struct {
 	labels                     []string
 	ancestors                  map[string]bool
 	before, since              *container.Container
-	networks, expose           []string
+	networks, expose, volumes  []string
 	health                     []string
-	// Filters on things berth containers do not have yet (volumes and
-	// published ports: issues 5 and 6; tasks) match as docker would for
-	// a container without them.
-	volumes, publish, isTask, isolation []string
+	// Filters on things berth containers do not have yet (published ports,
+	// issue 5; tasks; other isolations) match as docker would for a
+	// container without them.
+	publish, isTask, isolation []string
 }
 
 var validListFilters = map[string]bool{

@@ -84,6 +84,27 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, c instructions.Command, l
 			return err
 		}
 	}
+	if err := ApplyMetadata(cfg, c, lex, env, cmdSet); err != nil {
+		if errors.Is(err, ErrNotMetadata) {
+			return fmt.Errorf("%s is not a valid change command", strings.ToLower(c.Name()))
+		}
+		return err
+	}
+	return nil
+}
+
+// ErrNotMetadata is ApplyMetadata's answer for an instruction that does
+// more than set image metadata (RUN, COPY, ARG, …).
+var ErrNotMetadata = errors.New("not a metadata-only instruction")
+
+// ApplyMetadata applies one metadata-only Dockerfile instruction (ENV,
+// LABEL, EXPOSE, USER, VOLUME, STOPSIGNAL, WORKDIR, CMD, ENTRYPOINT,
+// HEALTHCHECK, ONBUILD) to cfg as docker's builder does; import --change,
+// commit --change and berth's builder share it. The instruction's words
+// must already be expanded; env expands EXPOSE's ports. cmdSet records a
+// CMD, which a later ENTRYPOINT then keeps. Other instructions get
+// ErrNotMetadata, invalid ones a plain error naming the problem.
+func ApplyMetadata(cfg *dockerspec.DockerOCIImageConfig, c instructions.Command, lex *shell.Lex, env shell.EnvGetter, cmdSet *bool) error {
 	switch c := c.(type) {
 	case *instructions.EnvCommand:
 		for _, kv := range c.Env {
@@ -159,8 +180,8 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, c instructions.Command, l
 		}
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = cmdLine(c.ShellDependantCmdLine, cfg)
-		// A new entrypoint drops an inherited CMD unless this same set of
-		// changes gave one, as in a Dockerfile.
+		// A new entrypoint drops an inherited CMD unless one was given
+		// since (in this stage, or this set of changes).
 		if !*cmdSet {
 			cfg.Cmd = nil
 		}
@@ -169,7 +190,7 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, c instructions.Command, l
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
 	default:
-		return fmt.Errorf("%s is not a valid change command", strings.ToLower(c.Name()))
+		return ErrNotMetadata
 	}
 	return nil
 }
