@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	goarchive "github.com/moby/go-archive"
 	"github.com/moby/go-archive/compression"
@@ -153,6 +154,9 @@ func (c *berthCLI) runBuild(cmd *cobra.Command, contextArg string, o buildOption
 	default:
 		return fmt.Errorf("invalid progress mode %q (auto, plain, tty)", o.progress)
 	}
+	if o.progress == "tty" && !c.out.IsTerminal() {
+		return errors.New("invalid progress mode tty: the output is not a terminal (use --progress plain)")
+	}
 	var body io.Reader
 	dockerfileName := ""
 	switch {
@@ -230,7 +234,11 @@ func (c *berthCLI) runBuild(cmd *cobra.Command, contextArg string, o buildOption
 		out = &buf
 	}
 	fd, isTerm := c.out.FD(), c.out.IsTerminal() && !o.quiet && o.progress != "plain"
-	if err := jsonmessage.DisplayJSONMessagesStream(res.Body, out, fd, isTerm, aux); err != nil {
+	display := func() error { return jsonmessage.DisplayJSONMessagesStream(res.Body, out, fd, isTerm, aux) }
+	if isTerm && o.progress != "rawjson" {
+		display = func() error { return c.displayBuildView(res.Body, aux) }
+	}
+	if err := display(); err != nil {
 		var jerr *jsonstream.Error
 		if errors.As(err, &jerr) {
 			if o.quiet {
@@ -343,4 +351,33 @@ func (c *berthCLI) contextTar(dir, file string) (io.ReadCloser, string, error) {
 		pw.CloseWithError(tw.Close())
 	}()
 	return pr, name, nil
+}
+
+// displayBuildView renders the build stream as the compact live view and
+// returns the stream's error, as jsonmessage.DisplayJSONMessagesStream does.
+func (c *berthCLI) displayBuildView(r io.Reader, aux func(jsonstream.Message)) error {
+	v := newBuildView(c.out, func() int { _, w := c.out.GetTtySize(); return int(w) })
+	stop := make(chan struct{})
+	go v.run(100*time.Millisecond, stop)
+	defer close(stop)
+	dec := json.NewDecoder(r)
+	for {
+		var m jsonstream.Message
+		if err := dec.Decode(&m); err == io.EOF {
+			v.finish(false)
+			return nil
+		} else if err != nil {
+			v.finish(true)
+			return err
+		}
+		if m.Aux != nil {
+			aux(m)
+			continue
+		}
+		if m.Error != nil {
+			v.finish(true)
+			return m.Error
+		}
+		v.handle(m)
+	}
 }
