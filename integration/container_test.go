@@ -498,3 +498,24 @@ func TestDockerParityEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestVolatileRootfs: --rm containers (and build steps) get a volatile
+// overlay, whose unmount does not sync the disk; kept containers do not,
+// so that fsync inside them still means something.
+func TestVolatileRootfs(t *testing.T) {
+	d := daemonWithBusybox(t)
+	if drv := strings.TrimSpace(d.MustBerth(t, "info", "--format", "{{.Driver}}")); drv != "overlay2" {
+		t.Skip("volatile applies to overlay2")
+	}
+	rootOpts := "awk '$2 == \"/\" {print $4}' /proc/mounts"
+	if out := d.MustBerth(t, "run", "--rm", "busybox", "sh", "-c", rootOpts); !strings.Contains(out, "volatile") {
+		t.Errorf("--rm container's root is not volatile: %q", out)
+	}
+	if out := d.MustDocker(t, "run", "--name", "kept", "busybox", "sh", "-c", rootOpts); strings.Contains(out, "volatile") || !strings.Contains(out, "upperdir=") {
+		t.Errorf("kept container's root: %q", out)
+	}
+	// The kept container starts again (its work directory has no mark).
+	if out := d.MustDocker(t, "start", "-a", "kept"); strings.Contains(out, "volatile") || !strings.Contains(out, "upperdir=") {
+		t.Errorf("kept container's root on restart: %q", out)
+	}
+}

@@ -57,6 +57,10 @@ type ContainerCreateRequest struct {
 	// APIVersion is the version the client speaks; older versions get
 	// docker's defaults for fields they did not know.
 	APIVersion string
+	// Ephemeral marks a container whose writable layer is thrown away
+	// after one run (a build step): it is mounted without syncs, as --rm
+	// containers are. Internal callers only; not part of the HTTP API.
+	Ephemeral bool
 }
 
 // StopOptions are the query parameters of stop and restart.

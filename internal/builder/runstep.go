@@ -63,7 +63,7 @@ func (r *run) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	if r.opts.NetworkMode == "" || r.opts.NetworkMode == "default" {
 		hc.NetworkMode = ""
 	}
-	created, err := r.b.d.Containers.Create(ctx, api.ContainerCreateRequest{Config: cfg, HostConfig: hc})
+	created, err := r.b.d.Containers.Create(ctx, api.ContainerCreateRequest{Config: cfg, HostConfig: hc, Ephemeral: true})
 	if err != nil {
 		return fmt.Errorf("create container for RUN: %w", err)
 	}

@@ -71,6 +71,10 @@ type Container struct {
 	// MountPoints are the container's volumes, binds and tmpfs mounts
 	// (-v, --mount, --volumes-from, image VOLUMEs), resolved at create.
 	MountPoints []MountPoint `json:",omitempty"`
+
+	// Ephemeral containers (build steps) have their writable layer thrown
+	// away after one run, like --rm ones.
+	Ephemeral bool `json:",omitempty"`
 }
 
 // MountPoint is one mount of a container, as recorded at create.

@@ -303,6 +303,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		HostnamePath:   filepath.Join(dir, "hostname"),
 		HostsPath:      filepath.Join(dir, "hosts"),
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
+		Ephemeral:      req.Ephemeral,
 	}
 	if logDriver(&hc) == "json-file" {
 		c.LogPath = filepath.Join(dir, id+"-json.log")

@@ -118,6 +118,9 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("root filesystem of %s: %w", c.ID, err)
 	}
+	if c.HostConfig.AutoRemove || c.Ephemeral {
+		mounts = snapshot.Volatile(mounts)
+	}
 	if err := snapshot.MountAll(mounts, rootfs); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}

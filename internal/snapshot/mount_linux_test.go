@@ -276,3 +276,55 @@ func TestMountOverlayRelative(t *testing.T) {
 		t.Errorf("working directory changed to %q (%v)", wd, err)
 	}
 }
+
+// TestVolatileOverlay mounts a writable overlay volatile (what --rm and
+// build containers get), then mounts the same upper directory again,
+// volatile and not: the kernel refuses both unless the mark the first
+// mount left is cleared.
+func TestVolatileOverlay(t *testing.T) {
+	requiresRoot(t)
+	dir := t.TempDir()
+	for _, d := range []string{"lower", "upper", "work", "mnt"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lower", "f"), []byte("lower\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "mnt")
+	cleanupMounts(t, dir)
+	ms := []Mount{{Type: "overlay", Source: "overlay", Options: []string{
+		"lowerdir=" + filepath.Join(dir, "lower"), "upperdir=" + filepath.Join(dir, "upper"), "workdir=" + filepath.Join(dir, "work"),
+	}}}
+	vol := Volatile(ms)
+	if len(ms[0].Options) != 3 || vol[0].Options[3] != "volatile" {
+		t.Fatalf("Volatile changed its input or added nothing: %q, %q", ms[0].Options, vol[0].Options)
+	}
+	if ro := Volatile([]Mount{{Type: "overlay", Options: []string{"lowerdir=/a:/b"}}}); len(ro[0].Options) != 1 {
+		t.Fatalf("a read-only overlay got volatile: %q", ro[0].Options)
+	}
+	for i, m := range [][]Mount{vol, vol, ms} {
+		if err := MountAll(m, target); err != nil {
+			t.Fatalf("mount %d: %v", i, err)
+		}
+		infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
+		if err != nil || len(infos) != 1 {
+			t.Fatalf("mount %d not found: %v %v", i, infos, err)
+		}
+		if got, want := strings.Contains(infos[0].VFSOptions, "volatile"), i < 2; got != want {
+			t.Fatalf("mount %d: volatile=%v, want %v (%s)", i, got, want, infos[0].VFSOptions)
+		}
+		if err := os.WriteFile(filepath.Join(target, fmt.Sprintf("w%d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := UnmountAll(target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"w0", "w1", "w2"} {
+		if _, err := os.Stat(filepath.Join(dir, "upper", f)); err != nil {
+			t.Errorf("write through the overlay is not in the upper directory: %v", err)
+		}
+	}
+}
