@@ -273,8 +273,12 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 			return errCancelled
 		}
 		r.printStep(cmd.(fmt.Stringer).String())
+		t0 := time.Now()
 		if err := r.dispatch(ctx, i, st, cmd); err != nil {
 			return lineErr(cmd, err)
+		}
+		if r.b.log != nil {
+			r.b.log.Debug("build step", "stage", i, "instruction", cmd.(instructions.Command).Name(), "duration", time.Since(t0))
 		}
 	}
 	if st.id == "" {
