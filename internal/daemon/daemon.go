@@ -141,6 +141,9 @@ func Run(ctx context.Context, opts Options) error {
 		DiskUsage:    svcs.DiskUsage,
 		Build:        bld,
 	}, api.RouterOptions{Logger: log, Version: version.Version})
+	if opts.LogLevel == "debug" {
+		handler = api.WithDebug(handler)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
