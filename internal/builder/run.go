@@ -278,7 +278,7 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 			return lineErr(cmd, err)
 		}
 		if r.b.log != nil {
-			r.b.log.Debug("build step", "stage", i, "instruction", cmd.(instructions.Command).Name(), "duration", time.Since(t0))
+			r.b.log.Debug("build step", "stage", i, "instruction", cmd.Name(), "duration", time.Since(t0))
 		}
 	}
 	if st.id == "" {
