@@ -54,6 +54,8 @@ type Options struct {
 	// CIDR); CertsDir is docker's certs.d layout for registry CAs.
 	InsecureRegistries []string
 	CertsDir           string
+	// Access is who may reach the API: socket group, TLS, TCP policy.
+	Access AccessOptions
 }
 
 // Run runs the daemon until ctx ends or it receives SIGTERM/SIGINT.
@@ -65,6 +67,17 @@ func Run(ctx context.Context, opts Options) error {
 	slog.SetDefault(log)
 	if len(opts.Hosts) == 0 {
 		opts.Hosts = []string{DefaultHost}
+	}
+	// The listeners' settings are checked before anything else happens, so
+	// bad certificates or a refused address leave no state behind.
+	lopts, err := listenOptions(opts.Access, opts.Hosts, log)
+	if err != nil {
+		return err
+	}
+	for _, h := range opts.Hosts {
+		if err := api.CheckAddress(h, lopts); err != nil {
+			return err
+		}
 	}
 	for _, dir := range []struct {
 		path string
@@ -147,7 +160,7 @@ func Run(ctx context.Context, opts Options) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, len(opts.Hosts))
 	for _, h := range opts.Hosts {
-		l, err := api.Listen(h)
+		l, err := api.ListenWith(h, lopts)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", h, err)
 		}
