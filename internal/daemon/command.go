@@ -38,6 +38,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&opts.Access.TLSCert, "tlscert", "", "Path to the server's TLS certificate (default $DOCKER_CERT_PATH/cert.pem or ~/.docker/cert.pem)")
 	f.StringVar(&opts.Access.TLSKey, "tlskey", "", "Path to the server's TLS key (default $DOCKER_CERT_PATH/key.pem or ~/.docker/key.pem)")
 	f.BoolVar(&opts.Access.AllowInsecureTCP, "allow-insecure-tcp", false, "Allow TCP listeners on non-loopback addresses without TLS client-certificate verification (gives root to anyone who can connect)")
+	f.StringVar(&opts.UsernsRemap, "userns-remap", "", `User/Group setting for user namespaces ("default", USER[:GROUP] or UID[:GID]; default creates the user berthremap)`)
 	cmd.PreRun = func(cmd *cobra.Command, args []string) {
 		// dockerd 27+ accepts an unauthenticated TCP listener only when
 		// TLS is explicitly switched off; berth takes that as the force too.

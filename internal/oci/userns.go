@@ -1,0 +1,38 @@
+package oci
+
+import (
+	"fmt"
+
+	"github.com/moby/moby/api/types/container"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// UsernsRemapped says whether a container runs in a user namespace with
+// the daemon's --userns-remap mapping: always when the daemon remaps,
+// unless the container opts out with --userns=host.
+func UsernsRemapped(uidMaps []specs.LinuxIDMapping, hc *container.HostConfig) bool {
+	return len(uidMaps) > 0 && (hc == nil || !hc.UsernsMode.IsHost())
+}
+
+// setUserNamespace adds the user namespace and its id maps of the
+// daemon's --userns-remap (opts.UIDMappings/GIDMappings) to the spec.
+func setUserNamespace(s *specs.Spec, opts *Options, hc *container.HostConfig) {
+	if !UsernsRemapped(opts.UIDMappings, hc) {
+		return
+	}
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = append([]specs.LinuxIDMapping(nil), opts.UIDMappings...)
+	s.Linux.GIDMappings = append([]specs.LinuxIDMapping(nil), opts.GIDMappings...)
+	// The kernel accepts only gids mapped into the container's user
+	// namespace in ping_group_range: docker's "0 2147483647" becomes the
+	// mapped range.
+	if _, ok := s.Linux.Sysctl["net.ipv4.ping_group_range"]; ok && hc.Sysctls["net.ipv4.ping_group_range"] == "" {
+		var top uint32
+		for _, m := range opts.GIDMappings {
+			if end := m.ContainerID + m.Size - 1; end > top {
+				top = end
+			}
+		}
+		s.Linux.Sysctl["net.ipv4.ping_group_range"] = fmt.Sprintf("0 %d", top)
+	}
+}
