@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -190,6 +191,46 @@ func TestUsernsRemap(t *testing.T) {
 		t.Errorf("exec in a remapped container: %q", out)
 	}
 
+	// cp in and out, commit and build carry the container's ids, not
+	// the host's.
+	local := filepath.Join(t.TempDir(), "cpfile")
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(local, 7, 8); err != nil {
+		t.Fatal(err)
+	}
+	d.MustDocker(t, "cp", local, "c1:/cpfile")
+	if out := d.MustDocker(t, "exec", "c1", "stat", "-c", "%u:%g", "/cpfile"); strings.TrimSpace(out) != "7:8" {
+		t.Errorf("cp into a remapped container: owner %q inside, want 7:8", out)
+	}
+	if uid, gid := ownerOf(t, "/proc/"+pid+"/root/cpfile"); uid != base+7 || gid != base+8 {
+		t.Errorf("cp into a remapped container: owner %d:%d on the host, want %d:%d", uid, gid, base+7, base+8)
+	}
+	d.MustDocker(t, "exec", "c1", "chown", "3:4", "/created")
+	r := testutil.Run(t, d.DockerCmd("cp", "c1:/created", "-"), "")
+	if r.ExitCode != 0 {
+		t.Fatalf("cp out: %s", r)
+	}
+	hdr, err := tar.NewReader(strings.NewReader(r.Stdout)).Next()
+	if err != nil || hdr.Uid != 3 || hdr.Gid != 4 {
+		t.Errorf("cp out of a remapped container: %+v %v, want owner 3:4", hdr, err)
+	}
+	d.MustDocker(t, "commit", "c1", "committed:1")
+	if out := d.MustDocker(t, "run", "--rm", "--userns=host", "committed:1", "stat", "-c", "%u:%g", "/created", "/cpfile", "/bin/busybox"); strings.Join(strings.Fields(out), " ") != "3:4 7:8 0:0" {
+		t.Errorf("committed layer owners: %q, want the container's ids", out)
+	}
+	ctx := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN touch /built && chown 5:6 /built\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.MustDocker(t, "build", "-q", "-t", "built:1", ctx)
+	for _, mode := range []string{"--userns=host", "--userns="} {
+		if out := d.MustDocker(t, "run", "--rm", mode, "built:1", "stat", "-c", "%u:%g", "/built"); strings.TrimSpace(out) != "5:6" {
+			t.Errorf("built layer seen with %s: owner %q, want 5:6", mode, out)
+		}
+	}
+
 	// Volumes: root inside can write, the file is the mapped id outside.
 	out = d.MustBerth(t, "run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c", "touch /data/f && stat -c %u:%g /data /data/f")
 	if strings.Join(strings.Fields(out), " ") != "0:0 0:0" {
@@ -209,7 +250,7 @@ func TestUsernsRemap(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := d.Docker(t, "run", "--rm", "-v", secret+":/secret", "busybox", "sh", "-c", "cat /secret; echo pwned >> /secret; chmod 666 /secret; chown 0 /secret")
+	r = d.Docker(t, "run", "--rm", "-v", secret+":/secret", "busybox", "sh", "-c", "cat /secret; echo pwned >> /secret; chmod 666 /secret; chown 0 /secret")
 	if strings.Contains(r.Stdout, "host secret") || !strings.Contains(r.Stderr, "Permission denied") && !strings.Contains(r.Stdout+r.Stderr, "ermission denied") {
 		t.Errorf("remapped root reached a root-only host file: %s", r)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/berth-engine/berth/internal/oci"
 	"github.com/berth-engine/berth/internal/snapshot"
 	containertypes "github.com/moby/moby/api/types/container"
+	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -146,4 +147,32 @@ func (s *ContainerService) remapContainerFiles(c *container.Container, bundle st
 		}
 	}
 	return nil
+}
+
+// overflowID is the kernel's overflowuid/overflowgid: what a process in a
+// user namespace sees for an id the namespace does not map.
+const overflowID = 65534
+
+func toContainerIDs(idm user.IdentityMapping, uid, gid int) (int, int) {
+	return toContainerID(uid, idm.UIDMaps), toContainerID(gid, idm.GIDMaps)
+}
+
+func toContainerID(id int, maps []user.IDMap) int {
+	for _, m := range maps {
+		if int64(id) >= m.ParentID && int64(id) < m.ParentID+m.Count {
+			return int(m.ID + int64(id) - m.ParentID)
+		}
+	}
+	return overflowID
+}
+
+// IDMapping is container id's --userns-remap mapping, empty when it runs
+// without one (or does not exist): the builder writes layers from a
+// container's writable layer with it.
+func (s *ContainerService) IDMapping(id string) user.IdentityMapping {
+	e, err := s.get(id)
+	if err != nil || !s.remapped(e.snapshot()) {
+		return user.IdentityMapping{}
+	}
+	return s.cfg.Remap.Mapping
 }
