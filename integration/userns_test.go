@@ -267,3 +267,114 @@ func TestUsernsRemap(t *testing.T) {
 		t.Errorf("--userns=host: %q", out)
 	}
 }
+
+// TestUsernsRemapVFS: without overlayfs the writable copy of the image is
+// chowned into the mapping (a chowned copy per container).
+func TestUsernsRemapVFS(t *testing.T) {
+	testutil.RequiresBusybox(t)
+	name, base := remapUser(t)
+	d := testutil.NewDaemon(t, binDir, "--userns-remap", name, "--storage-driver", "vfs")
+	if err := os.Chmod(d.Root, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	d.Start(t)
+	d.ImportBusybox(t, "busybox:latest")
+	out := d.MustBerth(t, "run", "--name", "v1", "busybox", "sh", "-c", "stat -c %u:%g / /bin/busybox; touch /new; stat -c %u /new; cat /proc/self/uid_map")
+	if got := strings.Join(strings.Fields(out), " "); got != fmt.Sprintf("0:0 0:0 0 0 %d 65536", base) {
+		t.Errorf("inside a remapped vfs container: %q", out)
+	}
+	var found int
+	_ = filepath.WalkDir(filepath.Join(d.DataRoot, fmt.Sprintf("%d.%d", base, base), "vfs"), func(p string, de fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, "/bin/busybox") {
+			return nil
+		}
+		found++
+		uid, _ := ownerOf(t, p)
+		// The layer keeps root; the container's copy is shifted.
+		if uid != 0 && uid != base {
+			t.Errorf("%s owned by %d", p, uid)
+		}
+		return nil
+	})
+	if found < 2 {
+		t.Errorf("found %d copies of busybox under vfs, want the layer's and the container's", found)
+	}
+	if out := d.MustBerth(t, "run", "--rm", "--userns=host", "busybox", "stat", "-c", "%u", "/bin/busybox"); strings.TrimSpace(out) != "0" {
+		t.Errorf("--userns=host on vfs: %q", out)
+	}
+}
+
+// TestUsernsRemapDefault: "default" creates the berthremap user with
+// subordinate ranges when missing (removed again by the test if it made
+// them) and maps container root to the start of that range.
+func TestUsernsRemapDefault(t *testing.T) {
+	testutil.RequiresBusybox(t)
+	_, had := user.Lookup("berthremap")
+	if had == nil {
+		t.Log("berthremap exists already; the test leaves it alone")
+	} else {
+		before := map[string][]byte{}
+		for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+			b, err := os.ReadFile(f)
+			if err == nil {
+				before[f] = b
+			}
+		}
+		t.Cleanup(func() {
+			if _, err := user.Lookup("berthremap"); err == nil {
+				if out, err := exec.Command("userdel", "berthremap").CombinedOutput(); err != nil {
+					t.Errorf("userdel berthremap: %v: %s", err, out)
+				}
+			}
+			if _, err := user.LookupGroup("berthremap"); err == nil {
+				_ = exec.Command("groupdel", "berthremap").Run()
+			}
+			for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					continue
+				}
+				var keep []string
+				for _, l := range strings.SplitAfter(string(b), "\n") {
+					if !strings.HasPrefix(l, "berthremap:") {
+						keep = append(keep, l)
+					}
+				}
+				if rest := strings.Join(keep, ""); rest != string(b) {
+					_ = os.WriteFile(f, []byte(rest), 0o644)
+				}
+				if _, existed := before[f]; !existed {
+					_ = os.Remove(f)
+				}
+			}
+		})
+	}
+	d := testutil.NewDaemon(t, binDir, "--userns-remap", "default")
+	if err := os.Chmod(d.Root, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	d.Start(t)
+	if _, err := user.Lookup("berthremap"); err != nil {
+		t.Fatalf("berthremap was not created: %v", err)
+	}
+	b, _ := os.ReadFile("/etc/subuid")
+	start := -1
+	for _, l := range strings.Split(string(b), "\n") {
+		if p := strings.Split(l, ":"); len(p) == 3 && p[0] == "berthremap" {
+			start, _ = strconv.Atoi(p[1])
+			break
+		}
+	}
+	if start < 100000 {
+		t.Fatalf("no subordinate uids for berthremap in /etc/subuid:\n%s", b)
+	}
+	d.ImportBusybox(t, "busybox:latest")
+	out := d.MustBerth(t, "run", "--rm", "busybox", "cat", "/proc/self/uid_map")
+	if f := strings.Fields(out); len(f) != 3 || f[0] != "0" || f[1] != strconv.Itoa(start) || f[2] != "65536" {
+		t.Errorf("uid_map %q, want 0 %d 65536", out, start)
+	}
+	info := d.MustBerth(t, "info", "--format", "{{.DockerRootDir}}")
+	if !strings.HasPrefix(info, fmt.Sprintf("%s/%d.", d.DataRoot, start)) {
+		t.Errorf("info root %q, want %s/%d.<gid>", info, d.DataRoot, start)
+	}
+}
