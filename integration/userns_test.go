@@ -260,6 +260,18 @@ func TestUsernsRemap(t *testing.T) {
 	if st, _ := os.Stat(secret); st.Mode().Perm() != 0o600 {
 		t.Errorf("host file mode changed: %v", st.Mode())
 	}
+	// What a user namespace cannot do is refused at create, in dockerd's words.
+	for _, args := range [][]string{{"--network", "host"}, {"--pid", "host"}, {"--privileged"}} {
+		r := d.Docker(t, append(append([]string{"create"}, args...), "busybox", "true")...)
+		if r.ExitCode == 0 || !strings.Contains(r.Stderr, "user namespaces") {
+			t.Errorf("create %v in a remapping daemon: %s", args, r)
+		}
+	}
+	d.MustDocker(t, "run", "--rm", "--userns=host", "--network", "host", "busybox", "true")
+	if out := d.MustDocker(t, "ps", "-aq"); strings.TrimSpace(out) != strings.TrimSpace(d.MustDocker(t, "ps", "-q")) {
+		t.Errorf("refused creates left containers: %q", out)
+	}
+
 	// The same container with --userns=host is real root: the control
 	// that shows the refusal above comes from the mapping.
 	out = d.MustDocker(t, "run", "--rm", "--userns=host", "-v", secret+":/secret", "busybox", "sh", "-c", "cat /secret; cat /proc/self/uid_map; stat -c %u /bin/busybox")

@@ -277,7 +277,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		}
 	}()
 	if err := s.remapNewLayer(ctx, id, &hc); err != nil {
-		return containertypes.CreateResponse{}, fmt.Errorf("give the root filesystem to the remapped root: %w", err)
+		return containertypes.CreateResponse{}, err
 	}
 
 	undoMounts, release, err := s.prepareMounts(mountPoints, &hc)

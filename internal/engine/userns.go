@@ -65,6 +65,16 @@ func (s *ContainerService) remapNewLayer(ctx context.Context, id string, hc *con
 	if !s.remappedHC(hc) {
 		return nil
 	}
+	if err := oci.CheckUserns(s.cfg.Remap.UIDMappings(), hc); err != nil {
+		return err
+	}
+	if err := s.chownNewLayer(ctx, id); err != nil {
+		return fmt.Errorf("give the root filesystem to the remapped root: %w", err)
+	}
+	return nil
+}
+
+func (s *ContainerService) chownNewLayer(ctx context.Context, id string) error {
 	mounts, err := s.st.Snapshots.Mounts(ctx, id)
 	if err != nil {
 		return err

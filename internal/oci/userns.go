@@ -3,6 +3,7 @@ package oci
 import (
 	"fmt"
 
+	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -12,6 +13,24 @@ import (
 // unless the container opts out with --userns=host.
 func UsernsRemapped(uidMaps []specs.LinuxIDMapping, hc *container.HostConfig) bool {
 	return len(uidMaps) > 0 && (hc == nil || !hc.UsernsMode.IsHost())
+}
+
+// CheckUserns refuses what cannot run in the daemon's user namespace, with
+// dockerd's messages: --privileged, and sharing the host's network or pid
+// namespace, unless the container opts out with --userns=host.
+func CheckUserns(uidMaps []specs.LinuxIDMapping, hc *container.HostConfig) error {
+	if !UsernsRemapped(uidMaps, hc) || hc == nil {
+		return nil
+	}
+	switch {
+	case hc.Privileged:
+		return errdefs.ErrInvalidArgument.WithMessage("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode")
+	case hc.NetworkMode.IsHost():
+		return errdefs.ErrInvalidArgument.WithMessage("cannot share the host's network namespace when user namespaces are enabled")
+	case hc.PidMode.IsHost():
+		return errdefs.ErrInvalidArgument.WithMessage("cannot share the host PID namespace when user namespaces are enabled")
+	}
+	return nil
 }
 
 // setUserNamespace adds the user namespace and its id maps of the

@@ -92,6 +92,9 @@ func Setup(spec string, opts Options) (*Remap, error) {
 		return nil, errors.New("--userns-remap: empty value")
 	}
 	uname, gname, _ := strings.Cut(spec, ":")
+	if _, err := strconv.Atoi(uname); err == nil && gname == "" {
+		gname = uname // dockerd: a uid alone means the same gid
+	}
 	if spec == "default" {
 		uname, gname = DefaultUser, DefaultUser
 		if err := ensureDefaultUser(opts); err != nil {
