@@ -231,6 +231,13 @@ func TestUsernsRemap(t *testing.T) {
 		}
 	}
 
+	// A daemon restart keeps the remapped container and its namespace.
+	d.Stop(t)
+	d.Start(t)
+	if out := d.MustBerth(t, "exec", "c1", "cat", "/proc/self/uid_map"); strings.Join(strings.Fields(out), " ") != fmt.Sprintf("0 %d 65536", base) {
+		t.Errorf("exec after a daemon restart: %q", out)
+	}
+
 	// Volumes: root inside can write, the file is the mapped id outside.
 	out = d.MustBerth(t, "run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c", "touch /data/f && stat -c %u:%g /data /data/f")
 	if strings.Join(strings.Fields(out), " ") != "0:0 0:0" {
