@@ -267,6 +267,18 @@ func TestUsernsRemap(t *testing.T) {
 	if st, _ := os.Stat(secret); st.Mode().Perm() != 0o600 {
 		t.Errorf("host file mode changed: %v", st.Mode())
 	}
+	// A missing -v source is created for the remapped root.
+	newSrc := filepath.Join(dir, "made", "sub")
+	d.MustDocker(t, "run", "--rm", "-v", newSrc+":/m", "busybox", "touch", "/m/f")
+	for _, p := range []string{filepath.Join(dir, "made"), newSrc, filepath.Join(newSrc, "f")} {
+		if uid, gid := ownerOf(t, p); uid != base || gid != base {
+			t.Errorf("%s owned by %d:%d, want %d:%d", p, uid, gid, base, base)
+		}
+	}
+	if uid, _ := ownerOf(t, dir); uid != 0 {
+		t.Errorf("the existing parent %s was chowned to %d", dir, uid)
+	}
+
 	// What a user namespace cannot do is refused at create, in dockerd's words.
 	for _, args := range [][]string{{"--network", "host"}, {"--pid", "host"}, {"--privileged"}} {
 		r := d.Docker(t, append(append([]string{"create"}, args...), "busybox", "true")...)

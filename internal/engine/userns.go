@@ -186,3 +186,32 @@ func (s *ContainerService) IDMapping(id string) user.IdentityMapping {
 	}
 	return s.cfg.Remap.Mapping
 }
+
+// mkdirBindSource creates a missing -v source directory (docker's -v
+// does); the directories it creates belong to a remapped container's
+// root, as with dockerd, so that the container can write there.
+func (s *ContainerService) mkdirBindSource(path string, hc *containertypes.HostConfig) error {
+	first := filepath.Clean(path)
+	for {
+		parent := filepath.Dir(first)
+		if _, err := os.Lstat(parent); err == nil || parent == first {
+			break
+		}
+		first = parent
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	if !s.remappedHC(hc) {
+		return nil
+	}
+	uid, gid := s.cfg.Remap.RootPair()
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return err
+		}
+		if p == first {
+			return nil
+		}
+	}
+}
