@@ -188,10 +188,10 @@ func Spec(opts Options) (*specs.Spec, error) {
 		s.Linux.Sysctl[k] = v
 	}
 
-	setUserNamespace(s, &opts, hc)
 	if err := setMounts(s, &opts, hc); err != nil {
 		return nil, err
 	}
+	setUserNamespace(s, &opts, hc)
 	if hc.Init != nil && *hc.Init {
 		if err := setInit(s, &opts, hc); err != nil {
 			return nil, err

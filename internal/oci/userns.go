@@ -54,4 +54,26 @@ func setUserNamespace(s *specs.Spec, opts *Options, hc *container.HostConfig) {
 		}
 		s.Linux.Sysctl["net.ipv4.ping_group_range"] = fmt.Sprintf("0 %d", top)
 	}
+	if opts.NetNSPath != "" {
+		joinForeignNetns(s, hc)
+	}
+}
+
+// joinForeignNetns adapts a remapped container that joins a network
+// namespace the daemon made (owned by the host's user namespace, not the
+// container's): its root may neither mount sysfs for that namespace nor
+// write its net.* sysctls. /sys becomes a read-only recursive bind of the
+// host's (what rootless engines do), and docker's default net sysctls are
+// left out; ones the user asked for stay, and fail clearly at start.
+func joinForeignNetns(s *specs.Spec, hc *container.HostConfig) {
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" && m.Type == "sysfs" {
+			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		}
+	}
+	for _, k := range []string{"net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"} {
+		if _, asked := hc.Sysctls[k]; !asked {
+			delete(s.Linux.Sysctl, k)
+		}
+	}
 }

@@ -32,6 +32,21 @@ func TestSpecUserNamespace(t *testing.T) {
 		t.Errorf("user's ping_group_range became %q", got)
 	}
 
+	// A network namespace the daemon made is not the container's to
+	// mount sysfs for or to tune.
+	o = baseOptions(t, "true")
+	o.UIDMappings, o.GIDMappings = uids, gids
+	o.NetNSPath = "/run/netns/x"
+	o.HostConfig.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}
+	s = mustSpec(t, o)
+	i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys" })
+	if i < 0 || s.Mounts[i].Type != "bind" || s.Mounts[i].Source != "/sys" || !slices.Contains(s.Mounts[i].Options, "ro") {
+		t.Errorf("/sys with a daemon-made netns: %+v", s.Mounts)
+	}
+	if _, ok := s.Linux.Sysctl["net.ipv4.ping_group_range"]; ok || s.Linux.Sysctl["net.ipv4.ip_unprivileged_port_start"] != "80" {
+		t.Errorf("sysctls with a daemon-made netns: %v", s.Linux.Sysctl)
+	}
+
 	// --userns=host opts out; no mapping means no user namespace.
 	o = baseOptions(t, "true")
 	o.UIDMappings, o.GIDMappings = uids, gids
