@@ -2,6 +2,7 @@ package engine
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -283,6 +284,16 @@ func (s *ContainerService) ArchivePath(ctx context.Context, id, path string) (io
 // ExtractToDir implements PUT /containers/{id}/archive: the tar is
 // unpacked into the directory path.
 func (s *ContainerService) ExtractToDir(ctx context.Context, id, path string, opts api.ExtractOptions, content io.Reader) error {
+	if _, err := s.get(id); err != nil {
+		return err
+	}
+	// A body that is no tar archive at all is refused before anything is
+	// mounted or written; the bytes read to tell are replayed.
+	var head bytes.Buffer
+	if _, err := tar.NewReader(io.TeeReader(content, &head)).Next(); err != nil && !errors.Is(err, io.EOF) {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("the request body is not a tar archive: %v", err))
+	}
+	content = io.MultiReader(&head, content)
 	v, err := s.openView(ctx, id, true)
 	if err != nil {
 		return err
