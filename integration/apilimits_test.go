@@ -41,8 +41,8 @@ func TestAPIBadBodiesChangeNothing(t *testing.T) {
 	hc := d.HTTPClient()
 	for _, c := range []struct {
 		method, path, ctype string
-		body               io.Reader
-		want               int
+		body                io.Reader
+		want                int
 	}{
 		{"POST", "/v1.47/containers/create?name=bad1", "application/json", strings.NewReader(`{"Image": "busybox", "Cmd": [`), 400},
 		{"POST", "/v1.47/containers/create?name=bad2", "application/json", bodyOnly{strings.NewReader(huge)}, 413},
