@@ -48,6 +48,9 @@ func (e *berthEngine) Start(ctx context.Context, tarPath string) error {
 		"--exec-root", filepath.Join(e.dir, "exec"),
 		"-H", "unix://" + e.socket,
 		"--cgroup-parent", e.cgroupParent,
+		// A private daemon: leave the socket root:root instead of
+		// creating the host's "berth" group.
+		"--group", "",
 	}
 	e.info.DaemonArgs = args
 	var err error

@@ -82,7 +82,7 @@ func TestAPIRejectsMalformedBodies(t *testing.T) {
 		{"truncated JSON", "application/json", `{"Image": "busybox", "Cmd": [`, 400},
 		{"wrong types", "application/json", `{"Image": 42}`, 400},
 		{"no config", "application/json", ``, 400},
-		{"oversized", "application/json", `{"Image":"busybox","Env":["` + strings.Repeat("x", 64<<20) + `"]}`, 400},
+		{"oversized", "application/json", `{"Image":"busybox","Env":["` + strings.Repeat("x", 64<<20) + `"]}`, 413},
 		{"not JSON", "text/plain", `hello`, 400},
 		{"unknown image", "application/json", `{"Image": "nosuch"}`, 404},
 	} {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -75,6 +76,10 @@ func (rt *router) postAuth(c *call) error {
 	var ac registry.AuthConfig
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(&ac); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err)
+		}
 		return invalidArg("invalid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
 	}
 	res, err := rt.b.Distribution.Login(c.ctx, &ac)

@@ -12,6 +12,10 @@ import (
 // kind of the outermost classified error wins (errdefs.Resolve), so a
 // backend can re-classify a wrapped error.
 func statusFromError(err error) int {
+	var tle tooLargeError
+	if errors.As(err, &tle) {
+		return http.StatusRequestEntityTooLarge
+	}
 	switch rerr := errdefs.Resolve(err); {
 	case errdefs.IsNotFound(rerr):
 		return http.StatusNotFound

@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"io/fs"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +22,11 @@ import (
 func TestListenUnix(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "run", "berth", "api.sock")
-	l, err := Listen("unix://" + path)
+	gid := -1
+	if os.Geteuid() == 0 {
+		gid = 4242 // any gid will do for the owner check
+	}
+	l, err := ListenWith("unix://"+path, ListenOptions{SocketGID: gid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,17 +38,56 @@ func TestListenUnix(t *testing.T) {
 	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o660 {
 		t.Errorf("socket mode %v, want a socket with 0660", fi.Mode())
 	}
-	if g, err := user.LookupGroup(socketGroup); err == nil && os.Geteuid() == 0 {
-		gid, _ := strconv.Atoi(g.Gid)
-		if st := fi.Sys().(*syscall.Stat_t); int(st.Gid) != gid {
-			t.Errorf("socket group %d, want %s (%d)", st.Gid, socketGroup, gid)
-		}
+	if st := fi.Sys().(*syscall.Stat_t); gid >= 0 && (st.Uid != 0 || int(st.Gid) != gid) {
+		t.Errorf("socket owner %d:%d, want 0:%d", st.Uid, st.Gid, gid)
 	}
+	// Nothing but the socket is left in its directory.
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Errorf("socket directory holds %d entries, want 1", len(ents))
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the renamed socket: %v", err)
+	}
+	c.Close()
 
 	// A live socket is not taken over.
 	_, err = Listen("unix://" + path)
 	if !errdefs.IsConflict(err) {
 		t.Errorf("second listen = %v, want conflict", err)
+	}
+	// Closing removes the socket under its real name.
+	l.Close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("socket left after close: %v", err)
+	}
+}
+
+func TestListenTCPPolicy(t *testing.T) {
+	for _, addr := range []string{"tcp://0.0.0.0:2375", "tcp://:2375", "tcp://10.1.2.3", "tcp://example.com:2375", "tcp://[::]:2375"} {
+		err := CheckAddress(addr, ListenOptions{})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "refusing to listen on "+addr) {
+			t.Errorf("CheckAddress(%q) = %v, want a refusal", addr, err)
+		}
+		// TLS without client verification is no better.
+		if err := CheckAddress(addr, ListenOptions{TLS: &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven}}); err == nil {
+			t.Errorf("CheckAddress(%q) with unverified TLS accepted", addr)
+		}
+		if err := CheckAddress(addr, ListenOptions{AllowInsecureTCP: true}); err != nil {
+			t.Errorf("CheckAddress(%q) forced = %v", addr, err)
+		}
+		if err := CheckAddress(addr, ListenOptions{TLS: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}}); err != nil {
+			t.Errorf("CheckAddress(%q) with --tlsverify = %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"tcp://127.0.0.1:2375", "tcp://localhost:2375", "tcp://[::1]:2375", "tcp://127.0.0.5"} {
+		if err := CheckAddress(addr, ListenOptions{}); err != nil {
+			t.Errorf("CheckAddress(%q) = %v, want loopback accepted", addr, err)
+		}
+	}
+	// The refusal comes before anything is bound.
+	if _, err := ListenWith("tcp://0.0.0.0:0", ListenOptions{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ListenWith on 0.0.0.0 = %v, want a refusal", err)
 	}
 }
 

@@ -212,7 +212,7 @@ func jsonError(err error) error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return invalidArg(fmt.Sprintf("request body too large: JSON bodies are limited to %d bytes", mbe.Limit))
+		return tooLargeError{limit: mbe.Limit}
 	case errors.Is(err, io.EOF):
 		return invalidArg("invalid JSON: got EOF while reading request body")
 	case errors.Is(err, io.ErrUnexpectedEOF):

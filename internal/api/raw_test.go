@@ -171,7 +171,7 @@ func TestRawCreateBodies(t *testing.T) {
 		{"trailing data", `{"Image":"busybox"} {"Image":"x"}`, jsonCT, 400, "invalid JSON: unexpected content after the JSON value"},
 		{"wrong content type", `{"Image":"busybox"}`, map[string]string{"Content-Type": "text/plain"}, 400, "unsupported Content-Type header (text/plain): must be 'application/json'"},
 		{"malformed content type", `{"Image":"busybox"}`, map[string]string{"Content-Type": "application/json; ="}, 400, "malformed Content-Type header"},
-		{"too large", huge, jsonCT, 400, "request body too large: JSON bodies are limited to 10485760 bytes"},
+		{"too large", huge, jsonCT, 413, "request body too large: JSON bodies are limited to 10485760 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -603,3 +603,36 @@ func TestRawMissingBackend(t *testing.T) {
 }
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// onlyReader hides a reader's length, so the request goes out chunked.
+type onlyReader struct{ io.Reader }
+
+func TestRawBodyLimits(t *testing.T) {
+	e := newTestEnv(t)
+	big := strings.Repeat("x", maxJSONBody+1)
+	// Declared too large: refused before the handler runs, also on routes
+	// that read no body at all.
+	r := e.do(t, "POST", "/containers/create?name=big", strings.NewReader(`{"Image":"busybox","Env":["A=`+big+`"]}`), jsonCT)
+	if r.status != http.StatusRequestEntityTooLarge || !strings.HasPrefix(r.message(t), "request body too large") {
+		t.Errorf("declared oversized create: %d %s", r.status, r.body)
+	}
+	r = e.do(t, "POST", "/containers/nosuch/start", strings.NewReader(big), nil)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body on start: %d %s", r.status, r.body)
+	}
+	// Chunked, so only reading finds out.
+	r = e.do(t, "POST", "/containers/create?name=chunked", onlyReader{strings.NewReader(`{"Image":"busybox","Env":["A=` + big + `"]}`)}, jsonCT)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked oversized create: %d %s", r.status, r.body)
+	}
+	// Neither created anything.
+	if r := e.do(t, "GET", "/containers/json?all=1", nil, nil); r.body != "[]\n" {
+		t.Errorf("oversized creates left containers: %s", r.body)
+	}
+	// Streams are not capped like JSON: an import larger than the JSON
+	// limit goes through.
+	r = e.do(t, "POST", "/images/create?fromSrc=-&repo=big&tag=1", onlyReader{strings.NewReader(big + big)}, nil)
+	if r.status != http.StatusOK || strings.Contains(r.body, "too large") {
+		t.Errorf("large import: %d %s", r.status, r.body)
+	}
+}

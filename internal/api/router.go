@@ -279,6 +279,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		c.version, c.name = negotiated, name
 		c.ctx = WithVersion(r.Context(), negotiated)
+		err = limitBody(c, route)
+	}
+	if err == nil {
 		err = route.h(c)
 	}
 	if err != nil {

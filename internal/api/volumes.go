@@ -48,7 +48,7 @@ func (rt *router) postVolumesCreate(c *call) error {
 	}
 	var req volume.CreateRequest
 	if err := json.NewDecoder(body).Decode(&req); err != nil {
-		return invalidArg("invalid JSON: " + err.Error())
+		return jsonError(err)
 	}
 	v, err := rt.b.Volumes.VolumeCreate(c.ctx, req)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
+	"github.com/moby/sys/user"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -61,6 +62,10 @@ type Deps struct {
 	Puller     Puller
 	Events     *events.Bus
 	Logger     *slog.Logger
+	// IDMapping is a container's --userns-remap mapping (nil, or an empty
+	// mapping: none); its writable layer holds host ids that become the
+	// container's in the layers built from it.
+	IDMapping func(containerID string) user.IdentityMapping
 }
 
 // Builder serves builds. It is safe for concurrent use.

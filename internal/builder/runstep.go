@@ -131,10 +131,15 @@ func (b *Builder) ChangesTar(ctx context.Context, key string) (io.ReadCloser, er
 	if err != nil {
 		return nil, err
 	}
+	var idm user.IdentityMapping
+	if b.d.IDMapping != nil {
+		idm = b.d.IDMapping(key)
+	}
 	if upper, ok := snapshot.UpperDir(mounts); ok {
 		return goarchive.TarWithOptions(upper, &goarchive.TarOptions{
 			WhiteoutFormat:  goarchive.OverlayWhiteoutFormat,
 			ExcludePatterns: mountPoints(upper),
+			IDMap:           idm,
 		})
 	}
 	info, err := b.d.Snapshots.Stat(ctx, key)
@@ -149,7 +154,7 @@ func (b *Builder) ChangesTar(ctx context.Context, key string) (io.ReadCloser, er
 		return nil, fmt.Errorf("cannot compute the changes of snapshot %s", key)
 	}
 	if info.Parent == "" {
-		return goarchive.TarWithOptions(dir, &goarchive.TarOptions{ExcludePatterns: mountPoints(dir)})
+		return goarchive.TarWithOptions(dir, &goarchive.TarOptions{ExcludePatterns: mountPoints(dir), IDMap: idm})
 	}
 	// A copy-based snapshot: compare with its parent.
 	vkey := "diff-" + key
@@ -176,7 +181,7 @@ func (b *Builder) ChangesTar(ctx context.Context, key string) (io.ReadCloser, er
 			kept = append(kept, c)
 		}
 	}
-	return goarchive.ExportChanges(dir, kept, user.IdentityMapping{})
+	return goarchive.ExportChanges(dir, kept, idm)
 }
 
 // mountPoints lists the runtime's mount-point placeholders present in a

@@ -9,10 +9,12 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/berth-engine/berth/internal/cli/opts"
 	"github.com/berth-engine/berth/internal/version"
+	"github.com/docker/go-connections/tlsconfig"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -215,23 +218,19 @@ func (c *berthCLI) Client() (*client.Client, error) {
 		return nil, err
 	}
 	c.host = host
-	ops := []client.Opt{client.WithHost(host), client.WithUserAgent("berth-cli/" + version.Version)}
+	var ops []client.Opt
+	if c.tlsEnabled() && strings.HasPrefix(host, "tcp://") {
+		cfg, err := c.tlsClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		// The transport must carry the TLS settings before WithHost
+		// configures its dialer.
+		ops = append(ops, client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}), client.WithScheme("https"))
+	}
+	ops = append(ops, client.WithHost(host), client.WithUserAgent("berth-cli/"+version.Version))
 	if v := c.getenv("DOCKER_API_VERSION"); v != "" {
 		ops = append(ops, client.WithAPIVersion(v))
-	}
-	if c.tlsEnabled() && strings.HasPrefix(host, "tcp://") {
-		dir := c.getenv("DOCKER_CERT_PATH")
-		if dir == "" {
-			dir = defaultCertDir()
-		}
-		pick := func(flag, name string) string {
-			if flag != "" {
-				return flag
-			}
-			return filepath.Join(dir, name)
-		}
-		ops = append(ops, client.WithScheme("https"),
-			client.WithTLSClientConfig(pick(c.opts.tlsCACert, "ca.pem"), pick(c.opts.tlsCert, "cert.pem"), pick(c.opts.tlsKey, "key.pem")))
 	}
 	cl, err := client.New(ops...)
 	if err != nil {
@@ -239,6 +238,48 @@ func (c *berthCLI) Client() (*client.Client, error) {
 	}
 	c.client = cl
 	return cl, nil
+}
+
+// tlsClientConfig is docker's client TLS: files from --tlscacert,
+// --tlscert, --tlskey, else $DOCKER_CERT_PATH (or ~/.docker)/{ca,cert,key}.pem.
+// --tlsverify (or DOCKER_TLS_VERIFY) checks the daemon's certificate
+// against the CA; plain --tls does not, and sends a client certificate
+// only if one is there (docker's SetDefaultOptions).
+func (c *berthCLI) tlsClientConfig() (*tls.Config, error) {
+	dir := c.getenv("DOCKER_CERT_PATH")
+	if dir == "" {
+		dir = defaultCertDir()
+	}
+	pick := func(flag, name string, always bool) string {
+		if flag != "" {
+			return flag
+		}
+		if p := filepath.Join(dir, name); always || fileExists(p) {
+			return p
+		}
+		return ""
+	}
+	o := tlsconfig.Options{
+		CAFile:             pick(c.opts.tlsCACert, "ca.pem", c.opts.tlsVerify),
+		CertFile:           pick(c.opts.tlsCert, "cert.pem", false),
+		KeyFile:            pick(c.opts.tlsKey, "key.pem", false),
+		ExclusiveRootPools: true,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: !c.opts.tlsVerify,
+	}
+	if o.CertFile == "" || o.KeyFile == "" {
+		o.CertFile, o.KeyFile = "", ""
+	}
+	cfg, err := tlsconfig.Client(o)
+	if err != nil {
+		return nil, fmt.Errorf("could not load TLS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func defaultCertDir() string {

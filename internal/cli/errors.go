@@ -93,6 +93,11 @@ func (e connectionError) Error() string {
 	if strings.Contains(e.cause.Error(), "permission denied") {
 		return fmt.Sprintf("permission denied while trying to connect to the berth daemon socket at %s", e.host)
 	}
+	// A TLS failure is no absent daemon: say what the handshake said
+	// (a missing or untrusted certificate), as docker does.
+	if msg := e.cause.Error(); strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") {
+		return msg
+	}
 	return fmt.Sprintf("Cannot connect to the berth daemon at %s. Is the berth daemon running?", e.host)
 }
 

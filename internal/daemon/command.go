@@ -31,5 +31,20 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&opts.CgroupParent, "cgroup-parent", "/berth", "Parent cgroup for all containers")
 	f.StringArrayVar(&opts.InsecureRegistries, "insecure-registry", nil, "Enable insecure registry communication (host[:port] or CIDR)")
 	f.StringVar(&opts.CertsDir, "registry-certs-dir", distribution.DefaultCertsDir, "Directory of per-registry CAs and client certificates (docker's certs.d layout: DIR/HOST[:PORT]/ca.crt)")
+	f.StringVarP(&opts.Access.Group, "group", "G", DefaultGroup, `Group for the unix socket (created if missing; "" leaves it root:root)`)
+	f.BoolVar(&opts.Access.TLS, "tls", false, "Use TLS on TCP listeners; implied by --tlsverify")
+	f.BoolVar(&opts.Access.TLSVerify, "tlsverify", false, "Use TLS and require clients to present a certificate signed by --tlscacert")
+	f.StringVar(&opts.Access.TLSCACert, "tlscacert", "", "Trust client certificates signed only by this CA (default $DOCKER_CERT_PATH/ca.pem or ~/.docker/ca.pem)")
+	f.StringVar(&opts.Access.TLSCert, "tlscert", "", "Path to the server's TLS certificate (default $DOCKER_CERT_PATH/cert.pem or ~/.docker/cert.pem)")
+	f.StringVar(&opts.Access.TLSKey, "tlskey", "", "Path to the server's TLS key (default $DOCKER_CERT_PATH/key.pem or ~/.docker/key.pem)")
+	f.BoolVar(&opts.Access.AllowInsecureTCP, "allow-insecure-tcp", false, "Allow TCP listeners on non-loopback addresses without TLS client-certificate verification (gives root to anyone who can connect)")
+	f.StringVar(&opts.UsernsRemap, "userns-remap", "", `User/Group setting for user namespaces ("default", USER[:GROUP] or UID[:GID]; default creates the user berthremap)`)
+	cmd.PreRun = func(cmd *cobra.Command, args []string) {
+		// dockerd 27+ accepts an unauthenticated TCP listener only when
+		// TLS is explicitly switched off; berth takes that as the force too.
+		if (f.Changed("tls") && !opts.Access.TLS) || (f.Changed("tlsverify") && !opts.Access.TLSVerify) {
+			opts.Access.AllowInsecureTCP = true
+		}
+	}
 	return cmd
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/snapshot/overlay"
 	"github.com/berth-engine/berth/internal/snapshot/vfs"
+	"github.com/berth-engine/berth/internal/userns"
 	"github.com/berth-engine/berth/internal/version"
 	"github.com/berth-engine/berth/internal/volume"
 	"golang.org/x/sys/unix"
@@ -54,6 +55,11 @@ type Options struct {
 	// CIDR); CertsDir is docker's certs.d layout for registry CAs.
 	InsecureRegistries []string
 	CertsDir           string
+	// Access is who may reach the API: socket group, TLS, TCP policy.
+	Access AccessOptions
+	// UsernsRemap is --userns-remap: "default", USER[:GROUP] or UID[:GID]
+	// ("" = containers share the host's user namespace).
+	UsernsRemap string
 }
 
 // Run runs the daemon until ctx ends or it receives SIGTERM/SIGINT.
@@ -66,10 +72,33 @@ func Run(ctx context.Context, opts Options) error {
 	if len(opts.Hosts) == 0 {
 		opts.Hosts = []string{DefaultHost}
 	}
+	// The listeners' settings are checked before anything else happens, so
+	// bad certificates or a refused address leave no state behind.
+	lopts, err := listenOptions(opts.Access, opts.Hosts, log)
+	if err != nil {
+		return err
+	}
+	for _, h := range opts.Hosts {
+		if err := api.CheckAddress(h, lopts); err != nil {
+			return err
+		}
+	}
+	var remap *userns.Remap
+	if opts.UsernsRemap != "" {
+		if remap, err = userns.Setup(opts.UsernsRemap, userns.Options{Log: log.Info}); err != nil {
+			return err
+		}
+	}
+	execMode := os.FileMode(0o700)
+	if remap != nil {
+		// A remapped container's root must be able to walk to its rootfs
+		// mount point (<exec-root>/containers/<id>/rootfs).
+		execMode = 0o711
+	}
 	for _, dir := range []struct {
 		path string
 		mode os.FileMode
-	}{{opts.DataRoot, 0o711}, {opts.ExecRoot, 0o700}} {
+	}{{opts.DataRoot, 0o711}, {opts.ExecRoot, execMode}} {
 		if !filepath.IsAbs(dir.path) {
 			return fmt.Errorf("%s: must be an absolute path", dir.path)
 		}
@@ -82,6 +111,16 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer unlock()
+	if remap != nil {
+		if err := os.Chmod(opts.ExecRoot, execMode); err != nil {
+			return err
+		}
+		if opts.DataRoot, err = remappedRoot(opts.DataRoot, remap); err != nil {
+			return err
+		}
+		uid, gid := remap.RootPair()
+		log.Info("user namespaces: container root is remapped", "user", remap.User, "group", remap.Group, "uid", uid, "gid", gid, "data-root", opts.DataRoot)
+	}
 	pidFile := filepath.Join(opts.ExecRoot, "berth.pid")
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
@@ -93,6 +132,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer closeStores()
+	if remap != nil {
+		if err := remapStores(opts.DataRoot, st, remap); err != nil {
+			return err
+		}
+	}
 	shimPath, err := findBinary("berth-shim")
 	if err != nil {
 		return err
@@ -110,6 +154,7 @@ func Run(ctx context.Context, opts Options) error {
 		StorageNote:  storageNote,
 		Logger:       log,
 		Registries:   distribution.Hosts{Insecure: opts.InsecureRegistries, CertsDir: opts.CertsDir},
+		Remap:        remap,
 	}
 	for _, r := range opts.InsecureRegistries {
 		if err := distribution.ValidateInsecure(r); err != nil {
@@ -123,6 +168,7 @@ func Run(ctx context.Context, opts Options) error {
 	bld, err := builder.New(builder.Deps{
 		DataRoot: opts.DataRoot, Content: st.Content, Images: st.Images, Snapshots: st.Snapshots,
 		Containers: svcs.Containers, Puller: svcs.Images, Events: st.Events, Logger: log,
+		IDMapping: svcs.Containers.IDMapping,
 	})
 	if err != nil {
 		return err
@@ -150,7 +196,7 @@ func Run(ctx context.Context, opts Options) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, len(opts.Hosts))
 	for _, h := range opts.Hosts {
-		l, err := api.Listen(h)
+		l, err := api.ListenWith(h, lopts)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", h, err)
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +19,11 @@ import (
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
-	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	securejoin "github.com/cyphar/filepath-securejoin"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
+	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,9 @@ type fsView struct {
 	release func()
 	// ro lists destinations mounted read-only (a read-only volume or bind).
 	ro []string
+	// idmap is the container's --userns-remap mapping (empty: none): the
+	// view shows host ids, archives carry the container's.
+	idmap user.IdentityMapping
 }
 
 // openView mounts the view of container id. withMounts adds its volumes
@@ -85,11 +89,15 @@ func (s *ContainerService) openView(ctx context.Context, id string, withMounts b
 			_ = os.Remove(dir)
 			return nil, err
 		}
-		if err := snapshot.MountAll(mounts, dir); err != nil {
+		// Mounted as the container sees it: idmapped layers when remapped.
+		if err := s.mountRootfs(c, mounts, dir); err != nil {
 			unlock()
 			_ = os.Remove(dir)
 			return nil, fmt.Errorf("mount the container's root filesystem: %w", err)
 		}
+	}
+	if s.remapped(c) {
+		v.idmap = s.cfg.Remap.Mapping
 	}
 	v.mounts = append(v.mounts, dir)
 	_ = unix.Mount("", dir, "", unix.MS_PRIVATE, "")
@@ -266,7 +274,7 @@ func (s *ContainerService) ArchivePath(ctx context.Context, id, path string) (io
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		err := writeTar(pw, host, name)
+		err := writeTarMapped(pw, host, name, v.idmap)
 		v.close()
 		pw.CloseWithError(err)
 	}()
@@ -276,6 +284,16 @@ func (s *ContainerService) ArchivePath(ctx context.Context, id, path string) (io
 // ExtractToDir implements PUT /containers/{id}/archive: the tar is
 // unpacked into the directory path.
 func (s *ContainerService) ExtractToDir(ctx context.Context, id, path string, opts api.ExtractOptions, content io.Reader) error {
+	if _, err := s.get(id); err != nil {
+		return err
+	}
+	// A body that is no tar archive at all is refused before anything is
+	// mounted or written; the bytes read to tell are replayed.
+	var head bytes.Buffer
+	if _, err := tar.NewReader(io.TeeReader(content, &head)).Next(); err != nil && !errors.Is(err, io.EOF) {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("the request body is not a tar archive: %v", err))
+	}
+	content = io.MultiReader(&head, content)
 	v, err := s.openView(ctx, id, true)
 	if err != nil {
 		return err
@@ -370,7 +388,7 @@ func (s *ContainerService) Export(ctx context.Context, id string) (io.ReadCloser
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		err := writeTar(pw, v.root, "")
+		err := writeTarMapped(pw, v.root, "", v.idmap)
 		v.close()
 		pw.CloseWithError(err)
 	}()
@@ -382,6 +400,13 @@ func (s *ContainerService) Export(ctx context.Context, id string) (io.ReadCloser
 // ("" for the tree's contents at the archive's root). Symlinks are stored
 // as links, never followed.
 func writeTar(w io.Writer, src, name string) error {
+	return writeTarMapped(w, src, name, user.IdentityMapping{})
+}
+
+// writeTarMapped is writeTar with owners turned from host ids into the
+// container's through idm; a host id outside the mapping is the overflow
+// id 65534, which is also what the container sees.
+func writeTarMapped(w io.Writer, src, name string, idm user.IdentityMapping) error {
 	tw := tar.NewWriter(w)
 	inodes := map[uint64]string{}
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -425,6 +450,9 @@ func writeTar(w io.Writer, src, name string) error {
 			hdr.Name += "/"
 		}
 		hdr.Uname, hdr.Gname = "", ""
+		if !idm.Empty() {
+			hdr.Uid, hdr.Gid = toContainerIDs(idm, hdr.Uid, hdr.Gid)
+		}
 		hdr.Format = tar.FormatPAX
 		hdr.ModTime = fi.ModTime().Truncate(time.Second)
 		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
@@ -554,6 +582,11 @@ func extractTar(r io.Reader, v *fsView, dest string, noOverwriteDirNonDir bool, 
 		u, g := hdr.Uid, hdr.Gid
 		if uid >= 0 {
 			u, g = uid, gid
+		}
+		if !v.idmap.Empty() {
+			if u, g, err = v.idmap.ToHost(u, g); err != nil {
+				return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: owner %d:%d is outside the container's user namespace", hdr.Name, hdr.Uid, hdr.Gid))
+			}
 		}
 		if err := os.Lchown(target, u, g); err != nil {
 			return err

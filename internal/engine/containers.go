@@ -45,6 +45,8 @@ type ContainerService struct {
 	restarts restartState
 	// health runs the containers' health checks (health.go).
 	health healthMonitors
+	// userns is the --userns-remap namespace for idmapped mounts (userns.go).
+	userns usernsState
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -274,6 +276,9 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 			_ = s.st.Containers.Delete(id)
 		}
 	}()
+	if err := s.remapNewLayer(ctx, id, &hc); err != nil {
+		return containertypes.CreateResponse{}, err
+	}
 
 	undoMounts, release, err := s.prepareMounts(mountPoints, &hc)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
+	"github.com/berth-engine/berth/internal/userns"
 	"github.com/berth-engine/berth/internal/volume"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -41,6 +42,9 @@ type Config struct {
 	// RegistryBackoff overrides the retry backoff of registry requests
 	// (tests); nil is go-containerregistry's default.
 	RegistryBackoff *remote.Backoff
+	// Remap is the daemon's --userns-remap (nil: containers run without
+	// a user namespace).
+	Remap *userns.Remap
 }
 
 // Stores are the persistent stores and drivers the services share.

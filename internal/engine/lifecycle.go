@@ -121,11 +121,14 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if c.HostConfig.AutoRemove || c.Ephemeral {
 		mounts = snapshot.Volatile(mounts)
 	}
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+	if err := s.mountRootfs(c, mounts, rootfs); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}
 	if err := writeEtcFiles(c); err != nil {
 		return err
+	}
+	if err := s.remapContainerFiles(c, bundle); err != nil {
+		return fmt.Errorf("prepare files for the remapped root: %w", err)
 	}
 	userMounts, mpChanged, err := s.specMounts(c, rootfs)
 	if err != nil {
@@ -149,6 +152,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err != nil {
 		return err
 	}
+	uidMaps, gidMaps := s.idMappings()
 	spec, err := oci.Spec(oci.Options{
 		ID:             c.ID,
 		Config:         c.Config,
@@ -161,6 +165,8 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		InitPath:       s.cfg.ShimPath,
 		CgroupParent:   s.cfg.CgroupParent,
 		CgroupV2:       oci.DetectCgroupV2(),
+		UIDMappings:    uidMaps,
+		GIDMappings:    gidMaps,
 	})
 	if err != nil {
 		return err

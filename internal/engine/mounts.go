@@ -373,7 +373,7 @@ func (s *ContainerService) prepareMounts(mps []container.MountPoint, hc *contain
 			if bindFromV[mp.Destination] {
 				if _, err := os.Stat(mp.Source); errors.Is(err, fs.ErrNotExist) {
 					// docker's -v creates a missing source directory.
-					if err := os.MkdirAll(mp.Source, 0o755); err != nil {
+					if err := s.mkdirBindSource(mp.Source, hc); err != nil {
 						return fail(errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("error while creating mount source path '%s': %v", mp.Source, err)))
 					}
 				}

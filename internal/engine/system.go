@@ -100,6 +100,11 @@ func (s *SystemService) Info(ctx context.Context) (*system.Info, error) {
 		Warnings:           []string{},
 	}
 	info.Swarm.LocalNodeState = "inactive"
+	if s.cfg.Remap != nil {
+		// dockerd's entry; DockerRootDir is already the mapping's own
+		// <data-root>/<uid>.<gid>.
+		info.SecurityOptions = append(info.SecurityOptions, "name=userns")
+	}
 	if s.cfg.StorageNote != "" {
 		info.Warnings = append(info.Warnings, "WARNING: "+s.cfg.StorageNote)
 	}

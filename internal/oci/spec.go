@@ -70,6 +70,9 @@ type Options struct {
 	// Host says which optional cgroup features the host has; settings it
 	// cannot apply are dropped, as docker does (nil = DetectHostSupport).
 	Host *HostSupport
+	// UIDMappings and GIDMappings are the daemon's --userns-remap maps
+	// (nil: no remapping); a container with --userns=host opts out.
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
 }
 
 // Spec builds the OCI runtime spec for a container with docker's defaults.
@@ -188,6 +191,7 @@ func Spec(opts Options) (*specs.Spec, error) {
 	if err := setMounts(s, &opts, hc); err != nil {
 		return nil, err
 	}
+	setUserNamespace(s, &opts, hc)
 	if hc.Init != nil && *hc.Init {
 		if err := setInit(s, &opts, hc); err != nil {
 			return nil, err

@@ -102,6 +102,8 @@ type Store struct {
 	mu   sync.Mutex
 	vols map[string]*Volume
 	refs map[string]map[string]bool // mounted volumes → who holds them
+	// owner, when set, owns each new volume's _data (SetDataOwner).
+	owner *[2]int
 }
 
 // Open loads the volumes under root, removing what crashed creates and
@@ -174,6 +176,10 @@ func (s *Store) Create(name string, opts, labels map[string]string) (v *Volume, 
 	v = &Volume{Name: name, Labels: copyMap(labels), Options: copyMap(opts), CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	tmp := filepath.Join(s.root, ".tmp-"+randHex(8))
 	if err := os.MkdirAll(filepath.Join(tmp, "_data"), 0o755); err != nil {
+		return nil, false, err
+	}
+	if err := s.chownData(filepath.Join(tmp, "_data")); err != nil {
+		_ = os.RemoveAll(tmp)
 		return nil, false, err
 	}
 	b, _ := json.Marshal(v)
