@@ -197,7 +197,7 @@ func TestRunResourceLimits(t *testing.T) {
 func TestContainerLifecycle(t *testing.T) {
 	d := daemonWithBusybox(t)
 
-	id := strings.TrimSpace(d.MustBerth(t, "create", "--name", "web", "busybox", "sh", "-c", "echo up; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"))
+	id := strings.TrimSpace(d.MustBerth(t, "create", "--name", "web", "busybox", "sh", "-c", "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done"))
 	if len(id) != 64 {
 		t.Fatalf("create printed %q, want a 64-hex ID", id)
 	}
@@ -228,6 +228,9 @@ func TestContainerLifecycle(t *testing.T) {
 	if got := inspectField(t, d, "web", "{{.State.Status}}"); got != "running" {
 		t.Fatalf("after restart: %s", got)
 	}
+	// "up" is printed once the trap is set: a TERM before that would be
+	// ignored by the shell as PID 1, and wait would never return.
+	eventually(t, "second run's output", func() bool { return strings.Count(d.MustBerth(t, "logs", "web"), "up") >= 2 })
 	// kill -s sends that signal.
 	d.MustBerth(t, "kill", "-s", "TERM", "web")
 	if out := strings.TrimSpace(d.MustBerth(t, "wait", "web")); out != "0" {
