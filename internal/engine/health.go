@@ -146,7 +146,9 @@ func (s *ContainerService) writeHealthConfig(e *entry, c *container.Container, b
 	}
 	hc := c.Config.Healthcheck
 	req := containertypes.ExecCreateRequest{Cmd: probeCommand(hc), AttachStdout: true, AttachStderr: true, User: c.Config.User}
-	proc, err := s.execProcessSpec(e, bundle, c, req, nil)
+	// A throwaway entry: execBase would otherwise cache the spec process
+	// under the run that is ending, where no exec would use it.
+	proc, err := s.execProcessSpec(&entry{runGen: -1}, bundle, c, req, nil)
 	if err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
