@@ -266,7 +266,8 @@ func (p *prober) probe() wire.HealthResult {
 		ws = <-rtCh
 		if pid, err := readPidFile(p.pidFile); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			p.m.rt.reaper.watch(pid)()
+			wait := p.m.rt.reaper.watch(pid)
+			go wait() // collected whenever it ends
 		}
 		return timedOut()
 	}
@@ -293,7 +294,15 @@ func (p *prober) probe() wire.HealthResult {
 	case ws = <-exited:
 	case <-timeout.C:
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-exited
+		// A runtime that reaped the probe itself (it never became the
+		// shim's child) must not stall the health check for good.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-exited:
+		case <-t.C:
+			logWarn("health check probe not reaped after SIGKILL", "pid", pid)
+		}
+		t.Stop()
 		return timedOut()
 	}
 	code, _ := exitCode(ws)
