@@ -260,10 +260,11 @@ func (p *prober) probe() wire.HealthResult {
 	select {
 	case ws = <-rtCh:
 	case <-timeout.C:
-		// The runtime itself hangs (a frozen cgroup, say): it is our
-		// unreaped child until rtCh delivers, so its pid is still its.
+		// The runtime itself hangs (a frozen cgroup, say). It is the
+		// shim's child: its pid is not reused before the reaper collects
+		// it, just before rtCh delivers.
 		_ = syscall.Kill(rtPid, syscall.SIGKILL)
-		ws = <-rtCh
+		<-rtCh
 		if pid, err := readPidFile(p.pidFile); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			wait := p.m.rt.reaper.watch(pid)
