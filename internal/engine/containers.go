@@ -112,6 +112,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 			return nil, fmt.Errorf("container service: %w", err)
 		}
 	}
+	s.listenHealth()
 	records, orphans, errs := st.Containers.LoadAll()
 	for _, err := range errs {
 		s.log.Error("skipping unreadable container record", "err", err)

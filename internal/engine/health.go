@@ -1,20 +1,21 @@
 package engine
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/berth-engine/berth/internal/container"
-	"github.com/berth-engine/berth/internal/stringid"
+	"github.com/berth-engine/berth/internal/shim"
+	"github.com/berth-engine/berth/internal/shim/wire"
 	"github.com/containerd/errdefs"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
 )
@@ -25,36 +26,152 @@ const (
 	defaultProbeTimeout       = 30 * time.Second
 	defaultProbeStartInterval = 5 * time.Second
 	defaultProbeRetries       = 3
-	maxHealthLog              = 5
-	maxProbeOutput            = 4096
 )
 
-// healthMonitors are the running health checks, one per container.
+// Health checks run in each container's shim (internal/shim/monitor's
+// health.go), not here: the daemon writes the probe's configuration and
+// process into the bundle before it spawns the shim, and from then on
+// hears only of status changes, as datagrams on one socket
+// (<exec-root>/health.sock) that a single goroutine reads. inspect asks
+// the shim for the live results; at the exit the shim leaves its last
+// state in the bundle. So 100 containers probed every second cost the
+// daemon nothing, and probing goes on while the daemon is down: a
+// restarted daemon asks each shim for its status.
+//
+// Unlike dockerd, berth emits no exec_create/exec_start/exec_die events
+// for probes (dockerd does, for every probe): they would have to travel
+// from the shim to the daemon once per probe, the cost this design
+// removes. health_status events are emitted as dockerd does.
+
+// healthMonitors is the daemon's end of the shims' status notices.
 type healthMonitors struct {
-	mu    sync.Mutex
-	stops map[string]chan struct{}
+	sock string // "" when notices cannot be received
+	conn *net.UnixConn
 }
 
-// probeCommand is the health check's command, nil when there is none.
-func probeCommand(hc *containertypes.HealthConfig) []string {
-	if hc == nil || len(hc.Test) == 0 {
+// healthSocket is where shims send their health status notices.
+func (c Config) healthSocket() string {
+	return filepath.Join(c.ExecRoot, "health.sock")
+}
+
+// listenHealth opens the notice socket and serves it for the daemon's life.
+func (s *ContainerService) listenHealth() {
+	path := s.cfg.healthSocket()
+	if len(path) > wire.MaxSocketPath {
+		s.log.Warn("health check status changes will not be reported: exec root path too long", "socket", path)
+		return
+	}
+	_ = os.Remove(path)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		s.log.Warn("health check status changes will not be reported", "err", err)
+		return
+	}
+	// Only root's shims may report.
+	if err := os.Chmod(path, 0o600); err != nil {
+		conn.Close()
+		s.log.Warn("health check status changes will not be reported", "err", err)
+		return
+	}
+	s.health = healthMonitors{sock: path, conn: conn}
+	go s.serveHealth(conn)
+}
+
+func (s *ContainerService) serveHealth(conn *net.UnixConn) {
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := conn.ReadFromUnix(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("health notice socket", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		notice, err := shim.ParseHealthNotice(buf[:n])
+		if err != nil {
+			s.log.Warn("bad health notice", "err", err)
+			continue
+		}
+		e, err := s.get(notice.ID)
+		if err != nil || e.snapshot().ID != notice.ID {
+			continue // removed meanwhile, or not a full ID
+		}
+		s.setHealth(e, notice.Status, notice.FailingStreak, nil)
+	}
+}
+
+// setHealth records a running container's health status (and log, when
+// given), emitting health_status and persisting when the status changed.
+func (s *ContainerService) setHealth(e *entry, status string, streak int, log []shim.HealthResult) {
+	e.smu.Lock()
+	h := e.c.State.Health
+	if h == nil || !e.c.State.Running() {
+		e.smu.Unlock()
+		return
+	}
+	old := h.Status
+	h.Status, h.FailingStreak = containertypes.HealthStatus(status), streak
+	if log != nil {
+		h.Log = healthLog(log)
+	}
+	changed := h.Status != old
+	c := e.c.Clone()
+	e.smu.Unlock()
+	if changed {
+		s.emitContainer(c, eventtypes.Action(string(eventtypes.ActionHealthStatus)+": "+status), nil)
+		e.op.Lock()
+		_ = s.persist(e)
+		e.op.Unlock()
+	}
+}
+
+func healthLog(log []shim.HealthResult) []*containertypes.HealthcheckResult {
+	out := make([]*containertypes.HealthcheckResult, 0, len(log))
+	for _, r := range log {
+		out = append(out, &containertypes.HealthcheckResult{Start: r.Start, End: r.End, ExitCode: r.ExitCode, Output: r.Output})
+	}
+	return out
+}
+
+// writeHealthConfig puts the container's health check into its bundle
+// for the shim, or removes a stale one; config.json must be written.
+func (s *ContainerService) writeHealthConfig(e *entry, c *container.Container, bundle string) error {
+	for _, name := range []string{wire.HealthConfigFile, wire.HealthProcessFile, wire.HealthStateFile} {
+		_ = os.Remove(filepath.Join(bundle, name))
+	}
+	if c.Config == nil || probeCommand(c.Config.Healthcheck) == nil {
 		return nil
 	}
-	switch hc.Test[0] {
-	case "CMD":
-		if len(hc.Test) > 1 {
-			return slices.Clone(hc.Test[1:])
-		}
-	case "CMD-SHELL":
-		if len(hc.Test) > 1 {
-			return []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
-		}
+	hc := c.Config.Healthcheck
+	req := containertypes.ExecCreateRequest{Cmd: probeCommand(hc), AttachStdout: true, AttachStderr: true, User: c.Config.User}
+	// A throwaway entry: execBase would otherwise cache the spec process
+	// under the run that is ending, where no exec would use it.
+	proc, err := s.execProcessSpec(&entry{runGen: -1}, bundle, c, req, nil)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
 	}
-	return nil // NONE, or nothing to run
+	b, err := json.Marshal(proc)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	retries := hc.Retries
+	if retries <= 0 {
+		retries = defaultProbeRetries
+	}
+	return shim.WriteHealthConfig(bundle, shim.HealthConfig{
+		Interval:      durationOr(hc.Interval, defaultProbeInterval),
+		Timeout:       durationOr(hc.Timeout, defaultProbeTimeout),
+		StartPeriod:   hc.StartPeriod,
+		StartInterval: durationOr(hc.StartInterval, defaultProbeStartInterval),
+		Retries:       retries,
+		Notify:        s.health.sock,
+	}, b)
 }
 
-// startHealth starts the health check of a container that just started;
-// callers hold e.smu.
+// startHealth marks a container that just started as starting its health
+// check (its shim runs it); callers hold e.smu.
 func (s *ContainerService) startHealth(e *entry, gen int) {
 	c := e.c
 	if c.Config == nil || probeCommand(c.Config.Healthcheck) == nil {
@@ -62,67 +179,59 @@ func (s *ContainerService) startHealth(e *entry, gen int) {
 		return
 	}
 	c.State.Health = &containertypes.Health{Status: containertypes.Starting, Log: []*containertypes.HealthcheckResult{}}
-	stop := make(chan struct{})
-	h := &s.health
-	h.mu.Lock()
-	if h.stops == nil {
-		h.stops = map[string]chan struct{}{}
-	}
-	if old := h.stops[c.ID]; old != nil {
-		close(old)
-	}
-	h.stops[c.ID] = stop
-	h.mu.Unlock()
-	go s.healthLoop(e, gen, *c.Config.Healthcheck, stop)
 }
 
-// stopHealth ends a container's health check (at its exit).
-func (s *ContainerService) stopHealth(id string) {
-	h := &s.health
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if stop := h.stops[id]; stop != nil {
-		close(stop)
-		delete(h.stops, id)
+// restoreHealth re-reads the health status of a container reattached at
+// start-up from its shim, which kept probing while the daemon was down.
+func (s *ContainerService) restoreHealth(ctx context.Context, e *entry, client *shim.Client) {
+	if e.c.Config == nil || probeCommand(e.c.Config.Healthcheck) == nil {
+		e.c.State.Health = nil
+		return
+	}
+	if e.c.State.Health == nil {
+		e.c.State.Health = &containertypes.Health{Status: containertypes.Starting, Log: []*containertypes.HealthcheckResult{}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := client.Health(ctx)
+	if err != nil {
+		s.log.Warn("health state of a reattached container", "id", e.c.ID, "err", err)
+		return
+	}
+	h := e.c.State.Health
+	h.Status, h.FailingStreak, h.Log = containertypes.HealthStatus(st.Status), st.FailingStreak, healthLog(st.Log)
+}
+
+// stopHealth keeps the last results the shim left when the container
+// exited; callers hold e.smu.
+func (s *ContainerService) stopHealth(e *entry) {
+	h := e.c.State.Health
+	if h == nil {
+		return
+	}
+	if st, err := shim.ReadHealthState(s.cfg.bundleDir(e.c.ID)); err == nil {
+		h.Log = healthLog(st.Log)
 	}
 }
 
-func (s *ContainerService) healthLoop(e *entry, gen int, cfg containertypes.HealthConfig, stop <-chan struct{}) {
-	interval := durationOr(cfg.Interval, defaultProbeInterval)
-	startInterval := durationOr(cfg.StartInterval, defaultProbeStartInterval)
-	timeout := durationOr(cfg.Timeout, defaultProbeTimeout)
-	retries := cfg.Retries
-	if retries <= 0 {
-		retries = defaultProbeRetries
+// liveHealth fills inspect's health with the shim's current results.
+func (s *ContainerService) liveHealth(ctx context.Context, e *entry, c *container.Container) {
+	if c.State.Health == nil || !c.State.Running() {
+		return
 	}
 	e.smu.RLock()
-	started := e.c.State.StartedAt
+	client := e.shim
 	e.smu.RUnlock()
-	inStartPeriod := func(now time.Time) bool { return cfg.StartPeriod > 0 && now.Sub(started) < cfg.StartPeriod }
-	t := time.NewTimer(interval)
-	if inStartPeriod(time.Now()) {
-		t.Reset(min(startInterval, interval))
+	if client == nil {
+		return
 	}
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		res := s.probe(e, probeCommand(&cfg), timeout)
-		if !s.recordProbe(e, gen, res, retries, inStartPeriod(res.Start)) {
-			return
-		}
-		next := interval
-		e.smu.RLock()
-		starting := e.c.State.Health != nil && e.c.State.Health.Status == containertypes.Starting
-		e.smu.RUnlock()
-		if starting && inStartPeriod(time.Now()) {
-			next = min(startInterval, interval)
-		}
-		t.Reset(next)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := client.Health(ctx)
+	if err != nil {
+		return
 	}
+	c.State.Health = &containertypes.Health{Status: containertypes.HealthStatus(st.Status), FailingStreak: st.FailingStreak, Log: healthLog(st.Log)}
 }
 
 func durationOr(d, def time.Duration) time.Duration {
@@ -131,118 +240,6 @@ func durationOr(d, def time.Duration) time.Duration {
 	}
 	return d
 }
-
-// probe runs the check once as an exec in the container; one that
-// outlives timeout is killed.
-func (s *ContainerService) probe(e *entry, cmd []string, timeout time.Duration) *containertypes.HealthcheckResult {
-	res := &containertypes.HealthcheckResult{Start: time.Now()}
-	c := e.snapshot()
-	fail := func(code int, msg string) *containertypes.HealthcheckResult {
-		res.End, res.ExitCode, res.Output = time.Now(), code, msg
-		return res
-	}
-	if c.State.Status != container.StatusRunning {
-		return fail(-1, "container is not running")
-	}
-	req := containertypes.ExecCreateRequest{Cmd: cmd, AttachStdout: true, AttachStderr: true, User: c.Config.User}
-	p := &execProc{id: stringid.Generate(), cid: c.ID, req: req, done: make(chan struct{}), quiet: true, started: true}
-	proc, err := s.execProcessSpec(e, s.cfg.bundleDir(c.ID), c, req, nil)
-	if err != nil {
-		return fail(-1, err.Error())
-	}
-	var framed limitedBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	run, err := s.runExec(ctx, c, p, proc, false, nil, &framed)
-	if err != nil {
-		return fail(-1, err.Error())
-	}
-	done := make(chan struct{})
-	go func() { run(); close(done) }()
-	timedOut := false
-	select {
-	case <-done:
-	case <-ctx.Done():
-		timedOut = true
-		p.mu.Lock()
-		pid := p.pid
-		p.mu.Unlock()
-		if pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		<-done
-	}
-	var out bytes.Buffer
-	_, _ = stdcopy.StdCopy(&out, &out, bytes.NewReader(framed.Bytes()))
-	if timedOut {
-		return fail(-1, fmt.Sprintf("Health check exceeded timeout (%v)", timeout))
-	}
-	p.mu.Lock()
-	code := -1
-	if p.exitCode != nil {
-		code = *p.exitCode
-	}
-	p.mu.Unlock()
-	return fail(code, out.String())
-}
-
-// recordProbe updates the health state with a result, emitting an event
-// when the status changes. It reports false once the run it watched is over.
-func (s *ContainerService) recordProbe(e *entry, gen int, res *containertypes.HealthcheckResult, retries int, inStartPeriod bool) bool {
-	e.smu.Lock()
-	h := e.c.State.Health
-	if e.runGen != gen || h == nil || !e.c.State.Running() {
-		e.smu.Unlock()
-		return false
-	}
-	old := h.Status
-	h.Log = append(h.Log, res)
-	if len(h.Log) > maxHealthLog {
-		h.Log = slices.Clone(h.Log[len(h.Log)-maxHealthLog:])
-	}
-	if res.ExitCode == 0 {
-		h.Status, h.FailingStreak = containertypes.Healthy, 0
-	} else if !inStartPeriod || h.Status != containertypes.Starting {
-		h.FailingStreak++
-		if h.FailingStreak >= retries {
-			h.Status = containertypes.Unhealthy
-		}
-	}
-	changed := h.Status != old
-	c := e.c.Clone()
-	e.smu.Unlock()
-	if changed {
-		s.emitContainer(c, eventtypes.Action(string(eventtypes.ActionHealthStatus)+": "+string(h.Status)), nil)
-		e.op.Lock()
-		_ = s.persist(e)
-		e.op.Unlock()
-	}
-	return true
-}
-
-// limitedBuffer keeps the first maxProbeOutput bytes (plus frame headers)
-// of a probe's output and discards the rest.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() < maxProbeOutput+64 {
-		b.buf.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Bytes()
-}
-
-var _ io.Writer = (*limitedBuffer)(nil)
 
 // validateHealthcheck refuses what dockerd refuses, with its messages.
 func validateHealthcheck(hc *containertypes.HealthConfig) error {
@@ -264,4 +261,22 @@ func validateHealthcheck(hc *containertypes.HealthConfig) error {
 		return bad("StartInterval in Healthcheck cannot be less than 1ms")
 	}
 	return nil
+}
+
+// probeCommand is the health check's command, nil when there is none.
+func probeCommand(hc *containertypes.HealthConfig) []string {
+	if hc == nil || len(hc.Test) == 0 {
+		return nil
+	}
+	switch hc.Test[0] {
+	case "CMD":
+		if len(hc.Test) > 1 {
+			return slices.Clone(hc.Test[1:])
+		}
+	case "CMD-SHELL":
+		if len(hc.Test) > 1 {
+			return []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
+		}
+	}
+	return nil // NONE, or nothing to run
 }

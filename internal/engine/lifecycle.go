@@ -178,6 +178,9 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
 		return fmt.Errorf("write runtime spec: %w", err)
 	}
+	if err := s.writeHealthConfig(e, c, bundle); err != nil {
+		return err
+	}
 	maxSize, maxFiles, err := logRotation(&c.HostConfig.LogConfig)
 	if err != nil {
 		return err
@@ -312,7 +315,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		// As dockerd: a stopped container is not healthy.
 		h.Status, h.FailingStreak = containertypes.Unhealthy, 0
 	}
-	s.stopHealth(id)
+	s.stopHealth(e)
 	s.execs.killContainer(id)
 	e.shim = nil
 	exitCh := e.exitCh
@@ -378,7 +381,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	if err == nil && state.Status != "stopped" {
 		e.shim = client
 		s.reacquireMounts(c)
-		s.startHealth(e, gen)
+		s.restoreHealth(ctx, e, client)
 		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
 		go s.monitor(e, client, gen, exitFile)
 		return

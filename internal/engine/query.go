@@ -25,6 +25,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 		return nil, err
 	}
 	c := e.snapshot()
+	s.liveHealth(ctx, e, c)
 	r := &containertypes.InspectResponse{
 		ID:      c.ID,
 		Created: c.Created.Format(time.RFC3339Nano),

@@ -57,7 +57,7 @@ func Spawn(ctx context.Context, shimBinary string, cfg Config) (c *Client, pid i
 		return nil, 0, fmt.Errorf("start shim %s: %w", shimBinary, err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reaps the shim whenever it ends
+	go func() { exited <- waitShim(cmd) }() // reaps the shim whenever it ends (reap.go)
 
 	type report struct {
 		msg wire.SyncMessage

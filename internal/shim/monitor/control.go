@@ -61,6 +61,10 @@ func (m *monitor) handle(conn *os.File) {
 	defer conn.Close()
 	// A request leaves a little garbage; many make a trim worthwhile.
 	defer m.trim.add(requestGarbage)
+	if req.Op == wire.OpHealth {
+		m.healthReply(conn)
+		return
+	}
 	var resp wire.Response
 	switch req.Op {
 	case wire.OpState:
@@ -193,6 +197,7 @@ func (m *monitor) start() error {
 	if err != nil {
 		return errors.New("OCI runtime start failed: " + err.Error())
 	}
+	m.startHealth()
 	return nil
 }
 

@@ -103,6 +103,7 @@ type monitor struct {
 	exit     *wire.ExitStatus // set once the exit file is written
 	waiters  map[*os.File]struct{}
 	busy     inflight // requests being answered
+	health   *prober  // the health check, once started (health.go)
 	trim     trimmer
 }
 
@@ -418,6 +419,7 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	m.mu.Lock()
 	m.initDone = true
 	m.mu.Unlock()
+	m.stopHealth()
 
 	// Processes outside the container's pid namespace may keep its output
 	// open; they go the way docker's do when its init exits. Output that

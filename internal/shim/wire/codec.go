@@ -133,7 +133,7 @@ func ParseRequest(line []byte) (Request, error) {
 		return Request{}, fmt.Errorf("decode request: %w", err)
 	}
 	switch r.Op {
-	case OpStart, OpWait, OpAttach, OpState:
+	case OpStart, OpWait, OpAttach, OpState, OpHealth:
 	case OpKill:
 		if r.Signal <= 0 || r.Signal > 64 {
 			return r, fmt.Errorf("invalid signal %d", r.Signal)
