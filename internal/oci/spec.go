@@ -70,6 +70,10 @@ type Options struct {
 	// Host says which optional cgroup features the host has; settings it
 	// cannot apply are dropped, as docker does (nil = DetectHostSupport).
 	Host *HostSupport
+	// SeccompProfile is the daemon's default seccomp profile: "" for
+	// docker's built-in one, "unconfined", or a profile's JSON. A
+	// container's --security-opt seccomp=… overrides it.
+	SeccompProfile string
 }
 
 // Spec builds the OCI runtime spec for a container with docker's defaults.
@@ -193,7 +197,7 @@ func Spec(opts Options) (*specs.Spec, error) {
 			return nil, err
 		}
 	}
-	if err := applySecurity(s, hc); err != nil {
+	if err := applySecurity(s, hc, &opts); err != nil {
 		return nil, err
 	}
 	return s, nil
