@@ -126,4 +126,3 @@ func loadCached(config *configs.Seccomp) (fd int, ok bool, err error) {
 	}
 	return fd, true, nil
 }
-
