@@ -428,3 +428,95 @@ func applySecurity(s *specs.Spec, hc *container.HostConfig, opts *Options) error
 	}
 	return nil
 }
+
+// Confinement describes what a container's settings give it, for inspect:
+// the effective capability set, the seccomp profile and the paths hidden
+// from it.
+type Confinement struct {
+	Privileged bool
+	// Capabilities is the bounding set (also the effective set of a root
+	// process).
+	Capabilities []string
+	// Seccomp is "builtin" (docker's default profile), "custom" or
+	// "unconfined".
+	Seccomp string
+	// AppArmor is the AppArmor profile, "" where AppArmor is off.
+	AppArmor        string
+	NoNewPrivileges bool
+	MaskedPaths     []string
+	ReadonlyPaths   []string
+	ReadonlyRootfs  bool
+	// CgroupNamespace is "private" or "host".
+	CgroupNamespace string
+}
+
+// DescribeConfinement reports the confinement Spec gives a container
+// with these settings (daemonSeccomp is Options.SeccompProfile). Settings
+// Spec would refuse describe as far as they parse.
+func DescribeConfinement(hc *container.HostConfig, daemonSeccomp string) Confinement {
+	c := Confinement{Privileged: hc.Privileged, ReadonlyRootfs: hc.ReadonlyRootfs, CgroupNamespace: "private"}
+	if hc.CgroupnsMode.IsHost() {
+		c.CgroupNamespace = "host"
+	}
+	c.Capabilities, _ = EffectiveCapabilities(hc)
+	if c.Capabilities == nil {
+		c.Capabilities = []string{}
+	}
+	so, _ := ParseSecurityOpts(hc.SecurityOpt)
+	c.NoNewPrivileges = so.NoNewPrivileges
+	if hc.Privileged {
+		c.Seccomp = "unconfined"
+		if AppArmorEnabled() {
+			c.AppArmor = "unconfined"
+		}
+		c.MaskedPaths, c.ReadonlyPaths = []string{}, []string{}
+		return c
+	}
+	if AppArmorEnabled() {
+		c.AppArmor = so.AppArmor
+	}
+	profile := so.Seccomp
+	if profile == "" {
+		profile = daemonSeccomp
+	}
+	switch profile {
+	case "":
+		c.Seccomp = "builtin"
+	case "unconfined":
+		c.Seccomp = "unconfined"
+	default:
+		c.Seccomp = "custom"
+	}
+	c.MaskedPaths, c.ReadonlyPaths = DefaultMaskedPaths(), DefaultReadonlyPaths()
+	if hc.MaskedPaths != nil {
+		c.MaskedPaths = slices.Clone(hc.MaskedPaths)
+	}
+	if hc.ReadonlyPaths != nil {
+		c.ReadonlyPaths = slices.Clone(hc.ReadonlyPaths)
+	}
+	if slices.Contains(hc.SecurityOpt, "systempaths=unconfined") {
+		c.MaskedPaths, c.ReadonlyPaths = []string{}, []string{}
+	}
+	return c
+}
+
+// InfoSecurityOptions is /info's SecurityOptions for these daemon
+// settings, in docker's form ("name=seccomp,profile=builtin"). Options
+// of other features (name=userns, name=rootless) are appended by the
+// caller that knows about them.
+func InfoSecurityOptions(daemonSeccomp string) []string {
+	var out []string
+	if AppArmorEnabled() {
+		out = append(out, "name=apparmor")
+	}
+	profile := "builtin"
+	switch daemonSeccomp {
+	case "":
+	case "unconfined":
+		profile = "unconfined"
+	default:
+		profile = "custom"
+	}
+	out = append(out, "name=seccomp,profile="+profile)
+	return append(out, "name=cgroupns")
+}
