@@ -5,10 +5,11 @@
 //	probe ACTION   prints "ok" and exits 0 if the action succeeded, else
 //	               prints "denied: ERRNO" and exits 1 (2 for bad usage).
 //	probe exe-watch N
-//	               scans /proc N times for processes whose executable is
-//	               not the container's (a runtime's init entering the
-//	               container, the CVE-2019-5736 window) and tries to open
-//	               each for writing; prints "seen=S opened=O".
+//	               scans /proc (up to N times, until /tmp/stop-watch
+//	               exists) for processes whose executable is not the
+//	               container's (a runtime's init entering the container,
+//	               the CVE-2019-5736 window) and tries to open each for
+//	               writing; prints "seen=S opened=O exes=[…]".
 package main
 
 import (
@@ -156,6 +157,9 @@ func exeWatch(n int) {
 	seen, opened := 0, 0
 	var names []string
 	for i := 0; i < n; i++ {
+		if _, err := os.Stat("/tmp/stop-watch"); err == nil {
+			break
+		}
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
@@ -164,8 +168,16 @@ func exeWatch(n int) {
 			}
 			exe := "/proc/" + e.Name() + "/exe"
 			target, err := os.Readlink(exe)
-			if err != nil || strings.HasPrefix(target, "/bin/") || strings.HasPrefix(target, "/probe") {
+			if err == nil && (strings.HasPrefix(target, "/bin/") || strings.HasPrefix(target, "/probe")) {
 				continue
+			}
+			if err != nil {
+				// A runtime's init hides its executable (it is not
+				// dumpable): readlink fails, which counts as seen.
+				if errors.Is(err, os.ErrNotExist) {
+					continue // gone, or a kernel thread
+				}
+				target = "unreadable: " + err.Error()
 			}
 			seen++
 			if len(names) < 3 {
