@@ -164,3 +164,22 @@ func TestParseDeviceCgroupRule(t *testing.T) {
 		t.Errorf("%+v %v", r, err)
 	}
 }
+
+func TestDescribeConfinement(t *testing.T) {
+	c := DescribeConfinement(&container.HostConfig{CapDrop: []string{"ALL"}, CapAdd: []string{"kill"}, SecurityOpt: []string{"no-new-privileges"}}, "")
+	if !slices.Equal(c.Capabilities, []string{"CAP_KILL"}) || c.Seccomp != "builtin" || !c.NoNewPrivileges ||
+		!slices.Contains(c.MaskedPaths, "/proc/keys") || c.CgroupNamespace != "private" {
+		t.Errorf("%+v", c)
+	}
+	c = DescribeConfinement(&container.HostConfig{SecurityOpt: []string{`seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`}, CgroupnsMode: "host"}, "")
+	if c.Seccomp != "custom" || c.CgroupNamespace != "host" {
+		t.Errorf("%+v", c)
+	}
+	c = DescribeConfinement(&container.HostConfig{Privileged: true}, "")
+	if c.Seccomp != "unconfined" || len(c.MaskedPaths) != 0 || !slices.Equal(c.Capabilities, AllCapabilities()) {
+		t.Errorf("%+v", c)
+	}
+	if got := InfoSecurityOptions(""); !slices.Contains(got, "name=seccomp,profile=builtin") || !slices.Contains(got, "name=cgroupns") {
+		t.Errorf("info %q", got)
+	}
+}
