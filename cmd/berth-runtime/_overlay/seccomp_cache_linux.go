@@ -39,8 +39,8 @@ type CachedProgram struct {
 var preloaded map[string]CachedProgram
 
 // CacheKey identifies a configuration's program: a hash of the
-// configuration, the architecture and the libseccomp version (whose
-// compiler output it is). "" for configurations that are never cached
+// configuration, the architecture, the libseccomp version (whose
+// compiler output it is) and API level. "" for configurations that are never cached
 // (a notify listener needs libseccomp's own path).
 func CacheKey(config *configs.Seccomp) string {
 	if config == nil {
@@ -56,8 +56,11 @@ func CacheKey(config *configs.Seccomp) string {
 		return ""
 	}
 	major, minor, micro := libseccomp.GetLibraryVersion()
+	// The API level is what libseccomp found the kernel supports (it
+	// decides the filter's flags).
+	api, _ := libseccomp.GetAPI()
 	h := sha256.New()
-	fmt.Fprintf(h, "berth-seccomp-v1 %s %d.%d.%d\n", runtime.GOARCH, major, minor, micro)
+	fmt.Fprintf(h, "berth-seccomp-v1 %s %d.%d.%d api%d\n", runtime.GOARCH, major, minor, micro, api)
 	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))
 }
