@@ -24,8 +24,10 @@ build: $(BIN)/berth $(BIN)/berth-shim $(BIN)/berth-runtime
 $(BIN)/berth: FORCE
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth
 
+# Seccomp through libseccomp (cgo, libseccomp-dev), with berth's cache of
+# compiled filters swapped into libcontainer (scripts/runtime-overlay.sh).
 $(BIN)/berth-runtime: FORCE
-	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-runtime
+	$(GO) build -tags seccomp,berthseccompcache -modfile $$(./scripts/runtime-overlay.sh $(BIN)/.runtime-build) -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-runtime
 
 $(BIN)/berth-shim: FORCE
 	$(SHIM_ENV) $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-shim

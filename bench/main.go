@@ -34,7 +34,7 @@ func run() int {
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
 		volMiB      = flag.Int("volume-mib", 1024, "job (v): MiB written and read per run")
 		volRuns     = flag.Int("volume-runs", 3, "job (v): runs per engine and target")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host), s (confinement cost: default vs --privileged start, syscall loop with and without seccomp)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
 		buildRuns   = flag.Int("build-runs", 5, "measured cold/cached build pairs per engine in job (g), after one warm-up")
 		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
@@ -61,7 +61,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g", "v"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g", "v", "s"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
@@ -221,6 +221,9 @@ func run() int {
 		if slices.Contains(jobs, "g") && ctx.Err() == nil {
 			rep.Build = jobBuild(ctx, activeEngines, root, max(*buildRuns, 1))
 		}
+		if slices.Contains(jobs, "s") && ctx.Err() == nil {
+			rep.Confinement = jobConfinement(ctx, activeEngines, root, *warmup, *runs)
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -233,6 +236,7 @@ func run() int {
 	rep.printOperate(os.Stdout)
 	printVolumeIO(os.Stdout, rep.VolumeIO, rep.Config.Engines)
 	printBuild(os.Stdout, rep.Build, rep.Config.Engines)
+	printConfinement(os.Stdout, rep.Confinement, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -262,6 +266,9 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Build {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Confinement {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

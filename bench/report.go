@@ -28,8 +28,10 @@ type report struct {
 	Health     map[string]*healthResult     `json:"health,omitempty"`
 	VolumeIO   map[string]*volumeIOResult   `json:"volume_io,omitempty"`
 	Build      map[string]*buildResult      `json:"build,omitempty"`
-	Targets    []targetResult               `json:"targets,omitempty"`
-	Errors     []string                     `json:"errors,omitempty"`
+	// Confinement is job (s).
+	Confinement map[string]*confinementResult `json:"confinement,omitempty"`
+	Targets     []targetResult                `json:"targets,omitempty"`
+	Errors      []string                      `json:"errors,omitempty"`
 }
 
 // hostInfo says where the figures come from: on a shared, noisy VM the load

@@ -142,6 +142,9 @@ func TestUsernsRemap(t *testing.T) {
 	// layer on disk still says root.
 	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "c1", "busybox", "sh", "-c", "echo hi > /created; touch /bin/busybox; mkdir /d; sleep 1000"))
 	pid := inspectField(t, d, id, "{{.State.Pid}}")
+	if got := inspectField(t, d, id, "{{.BerthSecurity.UserNamespace}}"); !strings.HasPrefix(got, "remapped: uid 0->") {
+		t.Errorf("inspect's user namespace: %q", got)
+	}
 	eventually(t, "the container to write its files", func() bool {
 		_, err := os.Stat("/proc/" + pid + "/root/d")
 		return err == nil

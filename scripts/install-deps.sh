@@ -2,12 +2,14 @@
 # Installs what berth's tests need on a fresh Debian machine, skipping what is
 # already there: busybox-static (test images), runc (--runtime runc tests),
 # docker-registry (the CNCF registry, a foreign peer for the registry
-# interop test), and staticcheck (from the Go module proxy).
+# interop test), libseccomp-dev (berth-runtime's seccomp filter, built
+# with the seccomp tag), and staticcheck (from the Go module proxy).
 set -eu
 need=""
 [ -x /bin/busybox ] || need="$need busybox-static"
 command -v runc >/dev/null 2>&1 || need="$need runc"
 [ -x /usr/bin/docker-registry ] || need="$need docker-registry"
+[ -f /usr/include/seccomp.h ] || need="$need libseccomp-dev"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "install-deps: need root to apt-get install:$need" >&2

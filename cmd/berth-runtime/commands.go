@@ -82,6 +82,9 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	if err != nil {
 		return err
 	}
+	if err := ensureSeccompCache(config.Seccomp); err != nil {
+		return err
+	}
 	c, err := libcontainer.Create(g.root, id, config)
 	if err != nil {
 		return err
@@ -502,6 +505,9 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 	}
 	proc.Init = false
 	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
+	if err := ensureSeccompCache(c.Config().Seccomp); err != nil {
+		return err
+	}
 	if sp.Terminal {
 		sock, err := dialUnix(consoleSocket)
 		if err != nil {

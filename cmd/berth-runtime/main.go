@@ -37,6 +37,7 @@ func init() {
 	// libcontainer re-executes this binary as the container's init:
 	// nsexec (C) has already joined the namespaces; Init never returns.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		preloadSeccomp()
 		libcontainer.Init()
 	}
 }

@@ -45,7 +45,12 @@ func testMain(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		runtimeBin = filepath.Join(dir, "berth-runtime")
-		if out, err := exec.Command("go", "build", "-o", runtimeBin, ".").CombinedOutput(); err != nil {
+		// As the Makefile builds it: with seccomp and its program cache.
+		modfile, err := exec.Command("../../scripts/runtime-overlay.sh", filepath.Join(dir, "build")).Output()
+		if err != nil {
+			buildErr = fmt.Errorf("runtime-overlay.sh: %v", err)
+		} else if out, err := exec.Command("go", "build", "-tags", "seccomp,berthseccompcache", "-modfile", strings.TrimSpace(string(modfile)),
+			"-o", runtimeBin, ".").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build berth-runtime: %v\n%s", err, out)
 		}
 		sb := filepath.Join(dir, "berth-shim")

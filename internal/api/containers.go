@@ -353,6 +353,11 @@ func (rt *router) getContainerInspect(c *call) error {
 	if versionLess(c.version, "1.48") {
 		resp.ImageManifestDescriptor = nil
 	}
+	if si, ok := rt.b.Containers.(SecurityInspector); ok {
+		if sec := si.InspectSecurity(c.ctx, resp.ID); sec != nil {
+			return c.writeJSON(http.StatusOK, inspectWithSecurity{resp, sec})
+		}
+	}
 	return c.writeJSON(http.StatusOK, resp)
 }
 

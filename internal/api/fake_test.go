@@ -418,10 +418,13 @@ func (f *fakeContainers) Attach(ctx context.Context, id string, opts AttachOptio
 		return errdefs.ErrConflict.WithMessage("You cannot attach to a stopped container, start it first")
 	}
 	tty := c.cfg.Tty
-	f.mu.Unlock()
-
+	// The lock is held until the attacher is registered, as the engine
+	// connects an attach before it answers: the client starts the
+	// container as soon as the hijack answers, and output written before
+	// the registration would be lost (the CLI then waits forever).
 	stdin, out, err := opts.Hijack(!tty)
 	if err != nil {
+		f.mu.Unlock()
 		return err
 	}
 	if stdin != nil {
@@ -432,23 +435,21 @@ func (f *fakeContainers) Attach(ctx context.Context, id string, opts AttachOptio
 		a.stdout, a.stderr = NewStdWriter(out, stdcopy.Stdout), NewStdWriter(out, stdcopy.Stderr)
 	}
 	if opts.Logs {
-		f.mu.Lock()
-		logs := slices.Clone(c.logs)
-		f.mu.Unlock()
-		for _, m := range logs {
+		for _, m := range c.logs {
 			w := a.stdout
 			if m.Stream == "stderr" {
 				w = a.stderr
 			}
 			if _, err := w.Write(m.Line); err != nil {
+				f.mu.Unlock()
 				return err
 			}
 		}
 	}
 	if !opts.Stream {
+		f.mu.Unlock()
 		return nil
 	}
-	f.mu.Lock()
 	c.attachers = append(c.attachers, a)
 	f.mu.Unlock()
 	select {

@@ -163,6 +163,9 @@ func (s *ContainerService) validateHostConfig(hc *containertypes.HostConfig) ([]
 	if err := validateLogConfig(&hc.LogConfig); err != nil {
 		return nil, err
 	}
+	if err := oci.ValidateSecurity(hc); err != nil {
+		return nil, err
+	}
 
 	switch mode := string(hc.NetworkMode); {
 	case mode == "" || mode == "default":

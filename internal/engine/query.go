@@ -54,7 +54,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 		RestartCount:   c.RestartCount,
 		Driver:         c.Driver,
 		Platform:       "linux",
-		HostConfig:     c.HostConfig,
+		HostConfig:     inspectHostConfig(c.HostConfig),
 		GraphDriver:    &storage.DriverData{Name: c.Driver, Data: map[string]string{}},
 		Mounts:         s.inspectMounts(c),
 		Config:         c.Config,

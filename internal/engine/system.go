@@ -95,7 +95,7 @@ func (s *SystemService) Info(ctx context.Context) (*system.Info, error) {
 		LiveRestoreEnabled: true,
 		Isolation:          "",
 		InitBinary:         "docker-init",
-		SecurityOptions:    []string{"name=cgroupns"},
+		SecurityOptions:    securityOptions(),
 		CDISpecDirs:        []string{},
 		Warnings:           []string{},
 	}
@@ -206,4 +206,11 @@ func fileExists(path string) bool {
 func countFDs() int {
 	entries, _ := os.ReadDir("/proc/self/fd")
 	return len(entries)
+}
+
+// securityOptions is /info's SecurityOptions: seccomp (docker's profile),
+// AppArmor where the host has it, cgroupns. userns-remap and rootless
+// add theirs here.
+func securityOptions() []string {
+	return oci.InfoSecurityOptions("")
 }

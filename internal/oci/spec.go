@@ -73,6 +73,10 @@ type Options struct {
 	// UIDMappings and GIDMappings are the daemon's --userns-remap maps
 	// (nil: no remapping); a container with --userns=host opts out.
 	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	// SeccompProfile is the daemon's default seccomp profile: "" for
+	// docker's built-in one, "unconfined", or a profile's JSON. A
+	// container's --security-opt seccomp=… overrides it.
+	SeccompProfile string
 }
 
 // Spec builds the OCI runtime spec for a container with docker's defaults.
@@ -197,7 +201,7 @@ func Spec(opts Options) (*specs.Spec, error) {
 			return nil, err
 		}
 	}
-	if err := applySecurity(s, hc); err != nil {
+	if err := applySecurity(s, hc, &opts); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -181,8 +181,8 @@ func TestSpecDefaults(t *testing.T) {
 	if l.Sysctl["net.ipv4.ip_unprivileged_port_start"] != "0" || l.Sysctl["net.ipv4.ping_group_range"] != "0 2147483647" {
 		t.Errorf("sysctls %v", l.Sysctl)
 	}
-	if s.Linux.Seccomp != nil {
-		t.Errorf("seccomp is set: the runtime may be built without it")
+	if sc := s.Linux.Seccomp; sc == nil || sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) == 0 {
+		t.Errorf("docker's default seccomp profile not set: %+v", sc)
 	}
 	// And it is valid JSON for any runtime.
 	b, err := json.Marshal(s)
@@ -248,10 +248,27 @@ func TestSpecErrors(t *testing.T) {
 		{"invalid ipc", func(o *Options) { o.HostConfig.IpcMode = "bogus" }, errdefs.IsInvalidArgument, "invalid IPC mode"},
 		{"userns", func(o *Options) { o.HostConfig.UsernsMode = "private" }, errdefs.IsNotImplemented, "user namespace"},
 		{"realtime", func(o *Options) { o.HostConfig.CPURealtimeRuntime = 1000 }, errdefs.IsNotImplemented, "real-time"},
-		{"privileged", func(o *Options) { o.HostConfig.Privileged = true }, errdefs.IsNotImplemented, "--privileged"},
-		{"cap-add", func(o *Options) { o.HostConfig.CapAdd = []string{"NET_ADMIN"} }, errdefs.IsNotImplemented, "--cap-add"},
-		{"device", func(o *Options) { o.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/null"}} }, errdefs.IsNotImplemented, "--device"},
-		{"seccomp profile", func(o *Options) { o.HostConfig.SecurityOpt = []string{"seccomp=/p.json"} }, errdefs.IsNotImplemented, "security option"},
+		{"unknown cap", func(o *Options) { o.HostConfig.CapAdd = []string{"NET_BOGUS"} }, errdefs.IsInvalidArgument, `invalid CapAdd: unknown capability: "CAP_NET_BOGUS"`},
+		{"unknown cap drop", func(o *Options) { o.HostConfig.CapDrop = []string{"cap_x"} }, errdefs.IsInvalidArgument, `invalid CapDrop: unknown capability: "CAP_X"`},
+		{"device missing", func(o *Options) { o.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/berth-none"}} }, errdefs.IsInvalidArgument, "error gathering device information"},
+		{"device not a device", func(o *Options) { o.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/etc/hostname"}} }, errdefs.IsInvalidArgument, "not a device node"},
+		{"device mode", func(o *Options) {
+			o.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/null", CgroupPermissions: "rwx"}}
+		}, errdefs.IsInvalidArgument, "invalid device mode"},
+		{"device rule", func(o *Options) { o.HostConfig.DeviceCgroupRules = []string{"c 1:3"} }, errdefs.IsInvalidArgument, "invalid device cgroup rule"},
+		{"seccomp profile", func(o *Options) { o.HostConfig.SecurityOpt = []string{"seccomp=/p.json"} }, errdefs.IsInvalidArgument, "seccomp profile"},
+		{"security opt", func(o *Options) { o.HostConfig.SecurityOpt = []string{"bogus=1"} }, errdefs.IsInvalidArgument, `invalid --security-opt 2: "bogus=1"`},
+		{"security opt form", func(o *Options) { o.HostConfig.SecurityOpt = []string{"bogus"} }, errdefs.IsInvalidArgument, `invalid --security-opt 1: "bogus"`},
+		{"label", func(o *Options) { o.HostConfig.SecurityOpt = []string{"label=foo"} }, errdefs.IsInvalidArgument, "bad label option"},
+		{"sysctl not namespaced", func(o *Options) { o.HostConfig.Sysctls = map[string]string{"kernel.panic": "1"} }, errdefs.IsInvalidArgument, "not in a separate kernel namespace"},
+		{"sysctl host net", func(o *Options) {
+			o.HostConfig.NetworkMode = "host"
+			o.HostConfig.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
+		}, errdefs.IsInvalidArgument, "not allowed in host network namespace"},
+		{"sysctl host ipc", func(o *Options) {
+			o.HostConfig.IpcMode = "host"
+			o.HostConfig.Sysctls = map[string]string{"kernel.shmmax": "1"}
+		}, errdefs.IsInvalidArgument, "host IPC namespace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

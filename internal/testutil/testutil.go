@@ -166,13 +166,24 @@ func BuildBinaries(dir string) (string, error) {
 	builds := []struct {
 		pkg, out string
 		env      []string
+		tags     string
 	}{
-		{"./cmd/berth", "berth", nil},
-		{"./cmd/berth-runtime", "berth-runtime", nil},
-		{"./cmd/berth-shim", "berth-shim", []string{"CGO_ENABLED=0"}},
+		{"./cmd/berth", "berth", nil, ""},
+		{"./cmd/berth-runtime", "berth-runtime", nil, "seccomp,berthseccompcache"},
+		{"./cmd/berth-shim", "berth-shim", []string{"CGO_ENABLED=0"}, ""},
+	}
+	// berth-runtime's seccomp cache is swapped into libcontainer, as the
+	// Makefile does.
+	modfile, err := exec.Command(filepath.Join(root, "scripts", "runtime-overlay.sh"), filepath.Join(dir, ".runtime-build")).Output()
+	if err != nil {
+		return "", fmt.Errorf("runtime overlay: %w", err)
 	}
 	for _, b := range builds {
-		cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
+		args := []string{"build", "-tags", b.tags, "-ldflags", "-s -w", "-o", filepath.Join(dir, b.out)}
+		if b.out == "berth-runtime" {
+			args = append(args, "-modfile", strings.TrimSpace(string(modfile)))
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), b.env...)
 		if out, err := cmd.CombinedOutput(); err != nil {

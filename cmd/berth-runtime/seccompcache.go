@@ -1,0 +1,125 @@
+//go:build seccomp && berthseccompcache
+
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+)
+
+const (
+	// seccompCacheDir holds compiled seccomp programs, by configuration
+	// hash. A fixed path: the container's init must find it before it
+	// knows anything about its container.
+	seccompCacheDir = "/run/berth-runtime/seccomp"
+	// maxSeccompCache bounds the cache (every init reads all of it).
+	maxSeccompCache = 32
+	// maxSeccompProgram is the largest program accepted (BPF_MAXINSNS
+	// instructions of 8 bytes, and the flags).
+	maxSeccompProgram = 8 + 8*4096
+)
+
+func ownedByRoot(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == 0
+}
+
+// ensureSeccompCache compiles config's seccomp filter into the cache
+// unless it is there already: libseccomp's compiler (~17 ms for docker's
+// profile) then runs once per distinct profile, not once per container
+// start; the container's init loads the cached program (see
+// preloadSeccomp). A cache that cannot be written only costs time.
+func ensureSeccompCache(config *configs.Seccomp) error {
+	key := seccomp.CacheKey(config)
+	if key == "" {
+		return nil
+	}
+	path := filepath.Join(seccompCacheDir, key)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	prog, err := seccomp.Compile(config)
+	if err != nil {
+		return fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	if err := os.MkdirAll(seccompCacheDir, 0o700); err != nil {
+		return nil
+	}
+	pruneSeccompCache()
+	tmp, err := os.CreateTemp(seccompCacheDir, ".tmp-")
+	if err != nil {
+		return nil
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(prog.Marshal()); err != nil {
+		tmp.Close()
+		return nil
+	}
+	if err := tmp.Close(); err != nil {
+		return nil
+	}
+	// Atomic: an init never reads half a program.
+	_ = os.Rename(tmp.Name(), path)
+	return nil
+}
+
+// pruneSeccompCache keeps the cache below maxSeccompCache entries (every
+// init reads all of them), dropping the least recently written.
+func pruneSeccompCache() {
+	ents, err := os.ReadDir(seccompCacheDir)
+	if err != nil || len(ents) < maxSeccompCache {
+		return
+	}
+	type ent struct {
+		name string
+		mod  int64
+	}
+	var es []ent
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			es = append(es, ent{e.Name(), fi.ModTime().UnixNano()})
+		}
+	}
+	slices.SortFunc(es, func(a, b ent) int { return int(a.mod - b.mod) })
+	for _, e := range es[:len(es)-maxSeccompCache/2] {
+		_ = os.Remove(filepath.Join(seccompCacheDir, e.name))
+	}
+}
+
+// preloadSeccomp runs first in a container's init, while it still sees
+// the host's filesystem: it reads the cached programs into memory, so no
+// descriptor of a host directory stays open once the container's root is
+// in place.
+func preloadSeccomp() {
+	fi, err := os.Lstat(seccompCacheDir)
+	// Only a root-owned directory nobody else can write is trusted: a
+	// program from it becomes a container's filter.
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 || !ownedByRoot(fi) {
+		return
+	}
+	ents, err := os.ReadDir(seccompCacheDir)
+	if err != nil {
+		return
+	}
+	m := make(map[string]seccomp.CachedProgram, len(ents))
+	for i, e := range ents {
+		if i >= maxSeccompCache || !e.Type().IsRegular() || len(e.Name()) != 64 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(seccompCacheDir, e.Name()))
+		if err != nil || len(b) > maxSeccompProgram {
+			continue
+		}
+		if p, err := seccomp.UnmarshalProgram(b); err == nil {
+			m[e.Name()] = p
+		}
+	}
+	seccomp.SetPreloaded(m)
+}

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Prepares berth-runtime's build in DIR and prints the go.mod to build it
+# with (`go build -modfile=$(scripts/runtime-overlay.sh DIR) -tags
+# seccomp,berthseccompcache ./cmd/berth-runtime`): a copy of runc's module
+# in DIR/runc where libcontainer/seccomp loads seccomp programs compiled
+# ahead of time (cmd/berth-runtime/_overlay), and DIR/runtime.mod, the
+# repo's go.mod with runc replaced by that copy. The repo's own go.mod is
+# untouched: everything else builds against stock runc.
+set -eu
+dir=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+runc=$(cd "$root" && go list -m -f '{{.Dir}}' github.com/opencontainers/runc)
+ov=$root/cmd/berth-runtime/_overlay
+rm -rf "$dir/runc"
+cp -R "$runc" "$dir/runc"
+chmod -R u+w "$dir/runc"
+sc=$dir/runc/libcontainer/seccomp
+cp "$ov/seccomp_linux.go" "$sc/seccomp_linux.go"
+cp "$ov/seccomp_cache_linux.go" "$sc/berth_cache_linux.go"
+cp "$ov/patchbpf_cache_linux.go" "$sc/patchbpf/berth_cache_linux.go"
+cp "$root/go.mod" "$dir/runtime.mod"
+cp "$root/go.sum" "$dir/runtime.sum"
+printf '\nreplace github.com/opencontainers/runc => %s\n' "$dir/runc" >> "$dir/runtime.mod"
+echo "$dir/runtime.mod"
