@@ -31,5 +31,9 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&opts.CgroupParent, "cgroup-parent", "/berth", "Parent cgroup for all containers")
 	f.StringArrayVar(&opts.InsecureRegistries, "insecure-registry", nil, "Enable insecure registry communication (host[:port] or CIDR)")
 	f.StringVar(&opts.CertsDir, "registry-certs-dir", distribution.DefaultCertsDir, "Directory of per-registry CAs and client certificates (docker's certs.d layout: DIR/HOST[:PORT]/ca.crt)")
+	f.StringVarP(&opts.Bridge, "bridge", "b", "berth0", "Attach containers to a network bridge (the default bridge network's device)")
+	f.StringVar(&opts.BIP, "bip", "", "Specify default-bridge IPv4 network (gateway address/prefix, e.g. 172.18.0.1/16)")
+	f.StringArrayVar(&opts.AddressPools, "default-address-pool", nil, "Default address pools for node specific local networks (base=CIDR,size=N)")
+	f.StringVar(&opts.NFTablesTable, "nftables-table", "berth", "Name of berth's own nftables table (tests run daemons side by side with unique names)")
 	return cmd
 }

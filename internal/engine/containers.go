@@ -149,6 +149,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		}
 		_ = os.RemoveAll(b)
 	}
+	s.reconcileNetworks()
 	s.startAtBoot(stopped)
 	gcSnapshots(ctx, st)
 	return s, nil
@@ -211,6 +212,10 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	warnings, err := s.validateHostConfig(&hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	netSettings, err := initialNetworkSettings(&hc, req.NetworkingConfig)
 	if err != nil {
 		return containertypes.CreateResponse{}, err
 	}
@@ -303,6 +308,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		HostnamePath:   filepath.Join(dir, "hostname"),
 		HostsPath:      filepath.Join(dir, "hosts"),
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
+		NetworkSettings: netSettings,
 	}
 	if logDriver(&hc) == "json-file" {
 		c.LogPath = filepath.Join(dir, id+"-json.log")

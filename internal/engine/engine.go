@@ -14,6 +14,7 @@ import (
 	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/image"
+	"github.com/berth-engine/berth/internal/network"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/volume"
@@ -54,6 +55,9 @@ type Stores struct {
 	Volumes *volume.Store
 	// Events is the event bus (nil: events are dropped).
 	Events *events.Bus
+	// Networks wires containers' networks (nil: the default bridge is a
+	// loopback-only namespace, as before networking existed).
+	Networks *network.Manager
 }
 
 func (c Config) logger() *slog.Logger {

@@ -57,11 +57,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 		GraphDriver:    &storage.DriverData{Name: c.Driver, Data: map[string]string{}},
 		Mounts:         s.inspectMounts(c),
 		Config:         c.Config,
-		NetworkSettings: &containertypes.NetworkSettings{
-			SandboxKey: "",
-			Ports:      network.PortMap{},
-			Networks:   networksOf(c),
-		},
+		NetworkSettings: inspectNetworkSettings(c),
 	}
 	if c.State.Running() {
 		r.GraphDriver.Data["MergedDir"] = filepath.Join(s.cfg.bundleDir(c.ID), "rootfs")
@@ -90,11 +86,31 @@ func (s *ContainerService) sizes(ctx context.Context, c *container.Container) (r
 }
 
 func networksOf(c *container.Container) map[string]*network.EndpointSettings {
+	if ns := c.NetworkSettings; ns != nil {
+		out := make(map[string]*network.EndpointSettings, len(ns.Networks))
+		for k, es := range ns.Networks {
+			out[k] = es.Copy()
+		}
+		return out
+	}
 	mode := string(c.HostConfig.NetworkMode)
 	if mode == "" {
 		mode = "bridge"
 	}
 	return map[string]*network.EndpointSettings{mode: {}}
+}
+
+// inspectNetworkSettings is inspect's NetworkSettings: the exposed ports
+// (unpublished ones with no bindings) and the attachments.
+func inspectNetworkSettings(c *container.Container) *containertypes.NetworkSettings {
+	ns := &containertypes.NetworkSettings{Ports: network.PortMap{}, Networks: networksOf(c)}
+	if rec := c.NetworkSettings; rec != nil {
+		ns.SandboxID, ns.SandboxKey = rec.SandboxID, rec.SandboxKey
+		for p, bs := range rec.Ports {
+			ns.Ports[p] = bs
+		}
+	}
+	return ns
 }
 
 func timeString(t time.Time) string {
@@ -135,7 +151,7 @@ func (s *ContainerService) List(ctx context.Context, opts api.ListOptions) ([]co
 			ImageID:         c.ImageID.String(),
 			Command:         c.CommandString(),
 			Created:         c.Created.Unix(),
-			Ports:           []containertypes.PortSummary{},
+			Ports:           portSummaries(c),
 			Labels:          c.Config.Labels,
 			State:           containertypes.ContainerState(c.State.Status),
 			Status:          c.StatusString(now),

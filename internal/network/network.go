@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -112,7 +113,7 @@ type sandbox struct {
 
 // New loads the network definitions, (re)creates berth's nftables table,
 // the default bridge and the bridges of user-defined networks.
-func New(cfg Config) (*Manager, error) {
+func New(cfg Config) (_ *Manager, retErr error) {
 	if cfg.DefaultBridge == "" {
 		cfg.DefaultBridge = "berth0"
 	}
@@ -134,6 +135,11 @@ func New(cfg Config) (*Manager, error) {
 	if err := m.fw.reset(); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if retErr != nil {
+			_ = m.fw.destroy()
+		}
+	}()
 	files, _ := filepath.Glob(filepath.Join(m.netDir(), "*.json"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -249,7 +255,9 @@ func (m *Manager) Destroy() {
 			_ = deleteLink(n.Bridge)
 		}
 	}
-	_ = m.fw.destroy()
+	if err := m.fw.destroy(); err != nil {
+		m.log.Warn("delete nftables table", "err", err)
+	}
 }
 
 func (m *Manager) netDir() string { return filepath.Join(m.cfg.DataRoot, "network", "networks") }
@@ -576,4 +584,37 @@ func linkAddrs(name string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// Cleanup removes every bridge of the networks defined under dataRoot,
+// the default bridge and berth's table of that name (with its rules in
+// the host's FORWARD chain): what a test daemon leaves once stopped.
+func Cleanup(dataRoot, defaultBridge, table string) error {
+	var errs []error
+	files, _ := filepath.Glob(filepath.Join(dataRoot, "network", "networks", "*.json"))
+	bridges := []string{defaultBridge}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var n Network
+		if json.Unmarshal(b, &n) == nil && n.Bridge != "" {
+			bridges = append(bridges, n.Bridge)
+		}
+	}
+	for _, br := range bridges {
+		if br == "" {
+			continue
+		}
+		if err := deleteLink(br); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if table != "" {
+		if err := newFirewall(table).destroy(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

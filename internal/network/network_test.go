@@ -215,3 +215,26 @@ func TestCreateBadInput(t *testing.T) {
 		t.Fatalf("networks left: %d", len(m.List()))
 	}
 }
+
+func BenchmarkSetUp(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	s := suffix()
+	m, err := New(Config{DataRoot: b.TempDir(), ExecRoot: b.TempDir(), DefaultBridge: "bt" + s, Table: "berth_t" + s,
+		Pools: []Pool{{Base: netip.MustParsePrefix("10.77.0.0/16"), Size: 16}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Destroy()
+	for i := 0; i < b.N; i++ {
+		id := cid()
+		if _, err := m.SetUp(SandboxRequest{ContainerID: id, Name: "c", Networks: map[string]*nettypes.EndpointSettings{"bridge": {}},
+			Ports: nettypes.PortMap{nettypes.MustParsePort("80/tcp"): {{}}}}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		m.TearDown(id)
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-engine/berth/internal/testutil"
+	"github.com/vishvananda/netlink"
+)
+
+// linkExists reports whether a network device exists on the host.
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}
+
+// bridgePorts are the devices enslaved to a bridge.
+func bridgePorts(t *testing.T, bridge string) []string {
+	t.Helper()
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		t.Fatalf("bridge %s: %v", bridge, err)
+	}
+	links, _ := netlink.LinkList()
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// netnsFiles are the namespaces the daemon has bind-mounted.
+func netnsFiles(d *testutil.Daemon) []string {
+	f, _ := filepath.Glob(filepath.Join(d.ExecRoot, "netns", "*"))
+	return f
+}
+
+// The default bridge: a container gets an address from the bridge's
+// subnet, a default route, docker's /etc files; it reaches another
+// container and the host; stop releases its veth and namespace.
+func TestNetworkDefaultBridge(t *testing.T) {
+	d := daemonWithBusybox(t)
+	for _, cli := range []string{"berth", "docker"} {
+		t.Run(cli, func(t *testing.T) {
+			if cli == "docker" {
+				testutil.RequiresDockerCLI(t)
+			}
+			run := func(args ...string) string {
+				if cli == "docker" {
+					return d.MustDocker(t, args...)
+				}
+				return d.MustBerth(t, args...)
+			}
+			srv := strings.TrimSpace(run("run", "-d", "--hostname", "srvhost", "--add-host", "extra.example:10.1.2.3",
+				"--dns", "10.0.0.53", "--dns-search", "example.org", "--dns-option", "ndots:2",
+				"busybox", "sh", "-c", "echo hello | nc -l -p 7000; sleep 100"))
+			defer d.Berth(t, "rm", "-f", srv)
+			ip := inspectField(t, d, srv, "{{.NetworkSettings.Networks.bridge.IPAddress}}")
+			gw := inspectField(t, d, srv, "{{.NetworkSettings.Networks.bridge.Gateway}}")
+			if net.ParseIP(ip) == nil || net.ParseIP(gw) == nil {
+				t.Fatalf("address %q gateway %q", ip, gw)
+			}
+			if key := inspectField(t, d, srv, "{{.NetworkSettings.SandboxKey}}"); !strings.HasPrefix(key, d.ExecRoot) {
+				t.Errorf("SandboxKey %q", key)
+			}
+			if got := len(bridgePorts(t, d.Bridge)); got != 1 {
+				t.Errorf("%d ports on the bridge, want 1", got)
+			}
+			hosts := run("exec", srv, "cat", "/etc/hosts")
+			for _, want := range []string{"127.0.0.1\tlocalhost", ip + "\tsrvhost", "10.1.2.3\textra.example"} {
+				if !strings.Contains(hosts, want) {
+					t.Errorf("/etc/hosts lacks %q:\n%s", want, hosts)
+				}
+			}
+			if got := run("exec", srv, "cat", "/etc/resolv.conf"); got != "nameserver 10.0.0.53\nsearch example.org\noptions ndots:2\n" {
+				t.Errorf("resolv.conf:\n%s", got)
+			}
+			if got := strings.TrimSpace(run("exec", srv, "hostname")); got != "srvhost" {
+				t.Errorf("hostname %q", got)
+			}
+			if route := run("exec", srv, "ip", "route"); !strings.Contains(route, "default via "+gw) {
+				t.Errorf("routes:\n%s", route)
+			}
+			// Container → container over the bridge, and container → host
+			// (the gateway address is the host's).
+			eventually(t, "the server to listen", func() bool {
+				return strings.Contains(run("exec", srv, "netstat", "-ltn"), ":7000")
+			})
+			if got := run("run", "--rm", "busybox", "nc", ip, "7000"); got != "hello\n" {
+				t.Errorf("container to container: %q", got)
+			}
+			l, err := net.Listen("tcp", gw+":0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				if c, err := l.Accept(); err == nil {
+					fmt.Fprintln(c, "from host")
+					c.Close()
+				}
+			}()
+			_, port, _ := net.SplitHostPort(l.Addr().String())
+			if got := run("run", "--rm", "busybox", "nc", gw, port); got != "from host\n" {
+				t.Errorf("container to host: %q", got)
+			}
+			run("rm", "-f", srv)
+			if ports := bridgePorts(t, d.Bridge); len(ports) != 0 {
+				t.Errorf("veths left on the bridge: %v", ports)
+			}
+			if f := netnsFiles(d); len(f) != 0 {
+				t.Errorf("namespaces left: %v", f)
+			}
+		})
+	}
+}
+
+// Published ports: DNAT for the host's own clients on 127.0.0.1 and its
+// addresses, ephemeral ports, -P, `port`, ps, conflicts.
+func TestNetworkPublishedPorts(t *testing.T) {
+	d := daemonWithBusybox(t)
+	serve := "while true; do echo pong | nc -l -p 80; done"
+	for _, cli := range []string{"berth", "docker"} {
+		t.Run(cli, func(t *testing.T) {
+			if cli == "docker" {
+				testutil.RequiresDockerCLI(t)
+			}
+			res := func(args ...string) testutil.Result {
+				if cli == "docker" {
+					return d.Docker(t, args...)
+				}
+				return d.Berth(t, args...)
+			}
+			run := func(args ...string) string {
+				r := res(args...)
+				if r.ExitCode != 0 {
+					t.Fatalf("%s %v: %s", cli, args, r)
+				}
+				return r.Stdout
+			}
+			hostPort := freePort(t)
+			web := strings.TrimSpace(run("run", "-d", "-p", "127.0.0.1:"+hostPort+":80", "-p", "81/udp", "busybox", "sh", "-c", serve))
+			defer d.Berth(t, "rm", "-f", web)
+			eventually(t, "the published port to answer", func() bool { return dialRead("127.0.0.1:"+hostPort) == "pong\n" })
+			if got := run("port", web, "80"); got != "127.0.0.1:"+hostPort+"\n" {
+				t.Errorf("port 80: %q", got)
+			}
+			udp := strings.TrimSpace(run("port", web, "81/udp"))
+			if !strings.HasPrefix(udp, "0.0.0.0:") {
+				t.Errorf("port 81/udp: %q", udp)
+			}
+			ps := run("ps", "--format", "{{.Ports}}", "--filter", "id="+web)
+			if !strings.Contains(ps, "127.0.0.1:"+hostPort+"->80/tcp") || !strings.Contains(ps, "->81/udp") {
+				t.Errorf("ps ports: %q", ps)
+			}
+			// The same host port again: docker's conflict, nothing left.
+			before := len(bridgePorts(t, d.Bridge))
+			r := res("run", "-d", "--name", "clash-"+cli, "-p", "127.0.0.1:"+hostPort+":80", "busybox", "sleep", "100")
+			if r.ExitCode == 0 || !strings.Contains(r.Stderr, "port is already allocated") {
+				t.Errorf("conflicting port: %s", r)
+			}
+			d.Berth(t, "rm", "-f", "clash-"+cli)
+			if got := len(bridgePorts(t, d.Bridge)); got != before {
+				t.Errorf("a failed start left veths: %d, want %d", got, before)
+			}
+			// -P publishes the EXPOSEd ports on ephemeral host ports, on
+			// every host address.
+			exp := strings.TrimSpace(run("run", "-d", "--expose", "80", "-P", "busybox", "sh", "-c", serve))
+			defer d.Berth(t, "rm", "-f", exp)
+			hp := strings.TrimSpace(run("port", exp, "80/tcp"))
+			_, p, err := net.SplitHostPort(hp)
+			if err != nil {
+				t.Fatalf("port of -P: %q", hp)
+			}
+			eventually(t, "the -P port to answer on 127.0.0.1", func() bool { return dialRead("127.0.0.1:"+p) == "pong\n" })
+			if addr := hostAddr(t); addr != "" {
+				eventually(t, "the -P port to answer on "+addr, func() bool { return dialRead(net.JoinHostPort(addr, p)) == "pong\n" })
+			}
+			run("rm", "-f", exp, web)
+			if dialRead("127.0.0.1:"+p) == "pong\n" {
+				t.Error("the port answers after its container was removed")
+			}
+		})
+	}
+}
+
+// hostAddr is a non-loopback IPv4 address of the host ("" if none).
+func hostAddr(t *testing.T) string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !strings.HasPrefix(n.IP.String(), "10.") {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// freePort is a TCP port free on 127.0.0.1 right now.
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}
+
+// dialRead connects and reads one line ("" on any error).
+func dialRead(addr string) string {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	s, _ := bufio.NewReader(c).ReadString('\n')
+	return s
+}
+
+var _ = io.EOF
+var _ = os.Getpid
