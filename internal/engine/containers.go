@@ -293,23 +293,23 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 
 	dir := s.st.Containers.Dir(id)
 	c := &container.Container{
-		MountPoints:     mountPoints,
-		ID:              id,
-		Name:            name,
-		Created:         time.Now().UTC(),
-		Path:            path,
-		Args:            args,
-		Config:          &cfg,
-		HostConfig:      &hc,
-		ImageID:         img.ID,
-		Driver:          s.st.Snapshots.Name(),
-		Runtime:         rt.Name,
-		State:           container.State{Status: container.StatusCreated},
-		HostnamePath:    filepath.Join(dir, "hostname"),
-		HostsPath:       filepath.Join(dir, "hosts"),
-		ResolvConfPath:  filepath.Join(dir, "resolv.conf"),
-		NetworkSettings: netSettings,
+		MountPoints:    mountPoints,
+		ID:             id,
+		Name:           name,
+		Created:        time.Now().UTC(),
+		Path:           path,
+		Args:           args,
+		Config:         &cfg,
+		HostConfig:     &hc,
+		ImageID:        img.ID,
+		Driver:         s.st.Snapshots.Name(),
+		Runtime:        rt.Name,
+		State:          container.State{Status: container.StatusCreated},
+		HostnamePath:   filepath.Join(dir, "hostname"),
+		HostsPath:      filepath.Join(dir, "hosts"),
+		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
 	}
+	c.NetworkSettings = netSettings
 	if logDriver(&hc) == "json-file" {
 		c.LogPath = filepath.Join(dir, id+"-json.log")
 	}
