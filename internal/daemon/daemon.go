@@ -149,6 +149,7 @@ func Run(ctx context.Context, opts Options) error {
 		Archive:      svcs.Containers,
 		DiskUsage:    svcs.DiskUsage,
 		Build:        bld,
+		Networks:     networkBackend(svcs.Networks),
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -307,6 +308,15 @@ func openStores(ctx context.Context, opts Options, log *slog.Logger) (engine.Sto
 	}
 	closers = append(closers, st.Networks.Close)
 	return st, note, closeAll, nil
+}
+
+// networkBackend keeps a nil service a nil interface (the router's test
+// for "not served").
+func networkBackend(s *engine.NetworkService) api.NetworkBackend {
+	if s == nil {
+		return nil
+	}
+	return s
 }
 
 // networkConfig turns the daemon's network flags into the manager's config.

@@ -89,6 +89,8 @@ type Services struct {
 	Events     *EventService
 	Volumes    *VolumeService
 	DiskUsage  *DiskUsageService
+	// Networks is nil when the daemon runs without networking.
+	Networks *NetworkService
 }
 
 // New opens the services over the stores, reconciling container state with
@@ -107,5 +109,6 @@ func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services
 		System:     NewSystemService(cfg, st, containers, images, daemonID),
 		Events:     &EventService{bus: st.Events},
 		Volumes:    volumes,
+		Networks:   NewNetworkService(st.Networks, containers),
 	}, nil
 }
