@@ -229,3 +229,131 @@ func dialRead(addr string) string {
 
 var _ = io.EOF
 var _ = os.Getpid
+
+// User-defined networks: create with docker's flags, name/alias/short-ID
+// resolution through the embedded DNS, isolation from other networks,
+// --internal, connect/disconnect of a running container, rm refused while
+// in use, prune, and the network events.
+func TestNetworkUserDefined(t *testing.T) {
+	d := daemonWithBusybox(t)
+	for i, cli := range []string{"berth", "docker"} {
+		t.Run(cli, func(t *testing.T) {
+			if cli == "docker" {
+				testutil.RequiresDockerCLI(t)
+			}
+			res := func(args ...string) testutil.Result {
+				if cli == "docker" {
+					return d.Docker(t, args...)
+				}
+				return d.Berth(t, args...)
+			}
+			run := func(args ...string) string {
+				r := res(args...)
+				if r.ExitCode != 0 {
+					t.Fatalf("%s %v: %s", cli, args, r)
+				}
+				return r.Stdout
+			}
+			since := time.Now().Add(-time.Second).Unix()
+			sub := fmt.Sprintf("10.%d.%d.0/24", 200+i, 10+os.Getpid()%200)
+			gw := strings.TrimSuffix(sub, "0/24") + "254"
+			net1 := "front-" + cli
+			id := strings.TrimSpace(run("network", "create", "--subnet", sub, "--gateway", gw, "--ip-range", strings.TrimSuffix(sub, "0/24")+"128/25",
+				"--label", "tier=front", net1))
+			defer d.Berth(t, "network", "rm", net1)
+			if ls := run("network", "ls", "--filter", "label=tier=front", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"); ls != net1+" bridge local\n" {
+				t.Errorf("network ls: %q", ls)
+			}
+			if got := strings.TrimSpace(run("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", net1)); got != sub+" "+gw {
+				t.Errorf("inspect IPAM: %q", got)
+			}
+			br := "br-" + id[:12]
+			if !linkExists(br) {
+				t.Fatalf("bridge %s missing", br)
+			}
+			// Bad input: overlapping subnet, gateway outside, unknown driver,
+			// duplicate name: errors, nothing created.
+			for _, args := range [][]string{
+				{"network", "create", "--subnet", sub, "dup-" + cli},
+				{"network", "create", "--subnet", "10.254.77.0/24", "--gateway", "10.254.78.1", "gw-" + cli},
+				{"network", "create", "-d", "nosuchdriver", "drv-" + cli},
+				{"network", "create", net1},
+			} {
+				if r := res(args...); r.ExitCode == 0 {
+					t.Errorf("%v succeeded: %s", args, r)
+				}
+			}
+			if n := len(lines(run("network", "ls", "-q"))); n != 4 {
+				t.Errorf("%d networks after the bad creates, want 4", n)
+			}
+
+			web := strings.TrimSpace(run("run", "-d", "--name", "web-"+cli, "--network", net1, "--network-alias", "www",
+				"--ip", strings.TrimSuffix(sub, "0/24")+"200", "busybox", "sh", "-c", "while true; do echo hi | nc -l -p 80; done"))
+			defer d.Berth(t, "rm", "-f", web)
+			if ip := inspectField(t, d, web, "{{(index .NetworkSettings.Networks \""+net1+"\").IPAddress}}"); ip != strings.TrimSuffix(sub, "0/24")+"200" {
+				t.Errorf("--ip: %s", ip)
+			}
+			if rc := run("exec", web, "cat", "/etc/resolv.conf"); !strings.HasPrefix(rc, "nameserver 127.0.0.11\n") || !strings.Contains(rc, "ndots:0") {
+				t.Errorf("resolv.conf on a user network:\n%s", rc)
+			}
+			for _, name := range []string{"web-" + cli, "www", web[:12]} {
+				if got := run("run", "--rm", "--network", net1, "busybox", "nc", name, "80"); got != "hi\n" {
+					t.Errorf("nc %s on the network: %q", name, got)
+				}
+			}
+			// A second network: isolated from the first; its containers do
+			// not resolve the first's names.
+			net2 := "back-" + cli
+			run("network", "create", net2)
+			defer d.Berth(t, "network", "rm", net2)
+			webIP := inspectField(t, d, web, "{{(index .NetworkSettings.Networks \""+net1+"\").IPAddress}}")
+			if r := res("run", "--rm", "--network", net2, "busybox", "nc", "-w", "2", webIP, "80"); r.Stdout == "hi\n" {
+				t.Errorf("a container on %s reached %s: %s", net2, net1, r)
+			}
+			if r := res("run", "--rm", "--network", net2, "busybox", "nslookup", "web-"+cli); r.ExitCode == 0 && strings.Contains(r.Stdout, webIP) {
+				t.Errorf("name resolved across networks: %s", r)
+			}
+			// connect/disconnect a running container.
+			cl := strings.TrimSpace(run("run", "-d", "--network", net2, "busybox", "sleep", "300"))
+			defer d.Berth(t, "rm", "-f", cl)
+			run("network", "connect", "--alias", "client", net1, cl)
+			if got := run("exec", cl, "nc", "www", "80"); got != "hi\n" {
+				t.Errorf("after connect: %q", got)
+			}
+			if got := run("run", "--rm", "--network", net1, "busybox", "nslookup", "client"); !strings.Contains(got, "Address") {
+				t.Errorf("alias of a connected container: %q", got)
+			}
+			if r := res("network", "rm", net1); r.ExitCode == 0 || !strings.Contains(r.Stderr, "active endpoints") {
+				t.Errorf("rm of a network in use: %s", r)
+			}
+			run("network", "disconnect", net1, cl)
+			if r := res("exec", cl, "nc", "-w", "2", webIP, "80"); r.Stdout == "hi\n" {
+				t.Errorf("reached %s after disconnect", net1)
+			}
+			if n := inspectField(t, d, cl, "{{len .NetworkSettings.Networks}}"); n != "1" {
+				t.Errorf("%s networks after disconnect", n)
+			}
+			// --internal: no route out.
+			inet := "int-" + cli
+			run("network", "create", "--internal", inet)
+			defer d.Berth(t, "network", "rm", inet)
+			if route := run("run", "--rm", "--network", inet, "busybox", "ip", "route"); strings.Contains(route, "default") {
+				t.Errorf("an internal network has a default route:\n%s", route)
+			}
+			run("rm", "-f", cl, web)
+			run("network", "rm", net1, inet)
+			if linkExists(br) {
+				t.Errorf("bridge %s left after network rm", br)
+			}
+			if got := run("network", "prune", "-f"); !strings.Contains(got, net2) {
+				t.Errorf("prune: %q", got)
+			}
+			ev := run("events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+			for _, want := range []string{"create " + net1, "connect " + net1, "disconnect " + net1, "destroy " + net1, "destroy " + net2} {
+				if !strings.Contains(ev, want) {
+					t.Errorf("events lack %q:\n%s", want, ev)
+				}
+			}
+		})
+	}
+}
