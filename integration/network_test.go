@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -357,3 +358,79 @@ func TestNetworkUserDefined(t *testing.T) {
 		})
 	}
 }
+
+// Across a daemon crash (SIGKILL) running containers keep their network:
+// the published port answers, names resolve, the addresses stay taken;
+// leftovers (a veth on the bridge, a namespace of no container) are
+// removed at start-up, and a container that died meanwhile is released.
+func TestNetworkSurvivesDaemonCrash(t *testing.T) {
+	d := daemonWithBusybox(t)
+	hostPort := freePort(t)
+	d.MustBerth(t, "network", "create", "crashnet")
+	web := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--name", "web", "--network", "crashnet", "-p", "127.0.0.1:"+hostPort+":80",
+		"busybox", "sh", "-c", "while true; do echo up | nc -l -p 80; done"))
+	victim := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--network", "crashnet", "busybox", "sleep", "1000"))
+	eventually(t, "the port to answer", func() bool { return dialRead("127.0.0.1:"+hostPort) == "up\n" })
+	webIP := inspectField(t, d, web, "{{.NetworkSettings.Networks.crashnet.IPAddress}}")
+	victimPid := inspectField(t, d, victim, "{{.State.Pid}}")
+	netID := inspectField(t, d, "crashnet", "{{.Id}}")
+	bridge := "br-" + netID[:12]
+
+	d.Kill9(t)
+	// While the daemon is down: one container dies, and leftovers appear.
+	if pid, err := strconvAtoi(victimPid); err == nil {
+		_ = killPid(pid)
+	}
+	stale := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bvdeadbeef0000"}, PeerName: "bvdeadbeef0001"}
+	if err := netlink.LinkAdd(stale); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if l, err := netlink.LinkByName("bvdeadbeef0000"); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	}()
+	br, _ := netlink.LinkByName(bridge)
+	if err := netlink.LinkSetMaster(stale, br); err != nil {
+		t.Fatal(err)
+	}
+	staleNS := filepath.Join(d.ExecRoot, "netns", strings.Repeat("f", 64))
+	if err := os.WriteFile(staleNS, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if dialRead("127.0.0.1:"+hostPort) != "up\n" {
+		t.Error("the published port stopped answering when the daemon died")
+	}
+	d.Start(t)
+
+	eventually(t, "the dead container to be recorded", func() bool {
+		return inspectField(t, d, victim, "{{.State.Status}}") == "exited"
+	})
+	if linkExists("bvdeadbeef0000") {
+		t.Error("a stale veth on the bridge survived start-up")
+	}
+	if _, err := os.Stat(staleNS); !os.IsNotExist(err) {
+		t.Errorf("a stale namespace file survived start-up: %v", err)
+	}
+	eventually(t, "the dead container's veth to go", func() bool { return len(bridgePorts(t, bridge)) == 1 })
+	if dialRead("127.0.0.1:"+hostPort) != "up\n" {
+		t.Error("the published port does not answer after the restart")
+	}
+	if got := d.MustBerth(t, "run", "--rm", "--network", "crashnet", "busybox", "nc", "web", "80"); got != "up\n" {
+		t.Errorf("name resolution after the restart: %q", got)
+	}
+	other := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--network", "crashnet", "busybox", "sleep", "100"))
+	if ip := inspectField(t, d, other, "{{.NetworkSettings.Networks.crashnet.IPAddress}}"); ip == webIP {
+		t.Errorf("a new container got the running one's address %s", ip)
+	}
+	if r := d.Berth(t, "run", "-d", "-p", "127.0.0.1:"+hostPort+":80", "busybox", "true"); r.ExitCode == 0 {
+		t.Errorf("the restored port was allocated again: %s", r)
+	}
+	d.MustBerth(t, "rm", "-f", web, other, victim)
+	d.MustBerth(t, "network", "rm", "crashnet")
+	if linkExists(bridge) {
+		t.Error("bridge left")
+	}
+}
+
+func strconvAtoi(s string) (int, error) { return strconv.Atoi(strings.TrimSpace(s)) }
