@@ -434,3 +434,65 @@ func TestNetworkSurvivesDaemonCrash(t *testing.T) {
 }
 
 func strconvAtoi(s string) (int, error) { return strconv.Atoi(strings.TrimSpace(s)) }
+
+// --network container:ID shares another container's stack; host and none;
+// --mac-address; IPv6 on a user-defined network.
+func TestNetworkModesMACAndIPv6(t *testing.T) {
+	d := daemonWithBusybox(t)
+	for _, cli := range []string{"berth", "docker"} {
+		t.Run(cli, func(t *testing.T) {
+			if cli == "docker" {
+				testutil.RequiresDockerCLI(t)
+			}
+			res := func(args ...string) testutil.Result {
+				if cli == "docker" {
+					return d.Docker(t, args...)
+				}
+				return d.Berth(t, args...)
+			}
+			run := func(args ...string) string {
+				r := res(args...)
+				if r.ExitCode != 0 {
+					t.Fatalf("%s %v: %s", cli, args, r)
+				}
+				return r.Stdout
+			}
+			srv := strings.TrimSpace(run("run", "-d", "--mac-address", "02:00:00:aa:bb:cc", "busybox", "sh", "-c", "while true; do echo shared | nc -l -p 90; done"))
+			defer d.Berth(t, "rm", "-f", srv)
+			if mac := run("exec", srv, "cat", "/sys/class/net/eth0/address"); mac != "02:00:00:aa:bb:cc\n" {
+				t.Errorf("--mac-address: %q", mac)
+			}
+			eventually(t, "the server", func() bool { return strings.Contains(run("exec", srv, "netstat", "-ltn"), ":90") })
+			if got := run("run", "--rm", "--network", "container:"+srv, "busybox", "nc", "127.0.0.1", "90"); got != "shared\n" {
+				t.Errorf("container: mode sees the other's loopback: %q", got)
+			}
+			if r := res("run", "--rm", "--network", "container:nosuch", "busybox", "true"); r.ExitCode == 0 {
+				t.Errorf("container:nosuch: %s", r)
+			}
+			if r := res("run", "--rm", "--network", "container:"+srv, "-p", "99:99", "busybox", "true"); r.ExitCode == 0 {
+				t.Errorf("-p with container: mode: %s", r)
+			}
+			if got := run("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"); strings.TrimSpace(got) != "lo" {
+				t.Errorf("none: %q", got)
+			}
+			hostIfs, _ := net.Interfaces()
+			if got := run("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"); len(strings.Fields(got)) != len(hostIfs) {
+				t.Errorf("host: %q, want %d interfaces", got, len(hostIfs))
+			}
+			// IPv6 on a user-defined network.
+			v6 := "v6-" + cli
+			run("network", "create", "--ipv6", "--subnet", "fd00:b:"+map[string]string{"berth": "1", "docker": "2"}[cli]+"::/64", v6)
+			defer d.Berth(t, "network", "rm", v6)
+			a := strings.TrimSpace(run("run", "-d", "--name", "six-"+cli, "--network", v6, "busybox", "sh", "-c", "while true; do echo six | nc -l -p 91; done"))
+			defer d.Berth(t, "rm", "-f", a)
+			ip6 := inspectField(t, d, a, "{{(index .NetworkSettings.Networks \""+v6+"\").GlobalIPv6Address}}")
+			if !strings.HasPrefix(ip6, "fd00:b:") {
+				t.Fatalf("IPv6 address %q", ip6)
+			}
+			eventually(t, "the v6 server", func() bool { return strings.Contains(run("exec", a, "netstat", "-ltn"), ":91") })
+			if got := run("run", "--rm", "--network", v6, "busybox", "nc", ip6, "91"); got != "six\n" {
+				t.Errorf("container to container over IPv6: %q", got)
+			}
+		})
+	}
+}
