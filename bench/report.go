@@ -28,6 +28,7 @@ type report struct {
 	Health     map[string]*healthResult     `json:"health,omitempty"`
 	VolumeIO   map[string]*volumeIOResult   `json:"volume_io,omitempty"`
 	Build      map[string]*buildResult      `json:"build,omitempty"`
+	Network    map[string]*networkResult    `json:"network,omitempty"`
 	Targets    []targetResult               `json:"targets,omitempty"`
 	Errors     []string                     `json:"errors,omitempty"`
 }
