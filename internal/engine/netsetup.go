@@ -234,3 +234,42 @@ func portSummaries(c *container.Container) []containertypes.PortSummary {
 	})
 	return out
 }
+
+// onNetworks reports whether the container is attached to one of the
+// networks (by name or ID), for ps --filter network=.
+func onNetworks(c *container.Container, nets []string) bool {
+	if c.NetworkSettings == nil {
+		return false
+	}
+	for k, es := range c.NetworkSettings.Networks {
+		for _, n := range nets {
+			if k == n || (es.NetworkID != "" && (es.NetworkID == n || strings.HasPrefix(es.NetworkID, n))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// publishes matches ps's publish= filter: a host port ("8080", with an
+// optional "/proto", default tcp) the container publishes.
+func publishes(c *container.Container, spec string) bool {
+	if c.NetworkSettings == nil {
+		return false
+	}
+	port, proto, _ := strings.Cut(spec, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	for p, bs := range c.NetworkSettings.Ports {
+		if string(p.Proto()) != proto {
+			continue
+		}
+		for _, b := range bs {
+			if b.HostPort == port {
+				return true
+			}
+		}
+	}
+	return false
+}

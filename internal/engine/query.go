@@ -198,9 +198,8 @@ type listFilter struct {
 	before, since              *container.Container
 	networks, expose, volumes  []string
 	health                     []string
-	// Filters on things berth containers do not have yet (published ports,
-	// issue 5; tasks; other isolations) match as docker would for a
-	// container without them.
+	// Filters on things berth containers do not have (tasks; other
+	// isolations) match as docker would for a container without them.
 	publish, isTask, isolation []string
 }
 
@@ -342,7 +341,7 @@ func (f *listFilter) match(c *container.Container) bool {
 	if f.ancestors != nil && !f.ancestors[c.ImageID.String()] {
 		return false
 	}
-	if len(f.networks) > 0 && !contains(f.networks, string(c.HostConfig.NetworkMode)) {
+	if len(f.networks) > 0 && !contains(f.networks, string(c.HostConfig.NetworkMode)) && !onNetworks(c, f.networks) {
 		return false
 	}
 	if len(f.expose) > 0 && !slices.ContainsFunc(f.expose, func(p string) bool {
@@ -360,7 +359,7 @@ func (f *listFilter) match(c *container.Container) bool {
 	}) {
 		return false
 	}
-	if len(f.publish) > 0 {
+	if len(f.publish) > 0 && !slices.ContainsFunc(f.publish, func(p string) bool { return publishes(c, p) }) {
 		return false
 	}
 	if len(f.health) > 0 {
