@@ -115,9 +115,9 @@ func TestNetworkDefaultBridge(t *testing.T) {
 				t.Errorf("container to host: %q", got)
 			}
 			run("rm", "-f", srv)
-			if ports := bridgePorts(t, d.Bridge); len(ports) != 0 {
-				t.Errorf("veths left on the bridge: %v", ports)
-			}
+			// The kernel removes the veths with the namespace, in the
+			// background.
+			eventually(t, "the veths to leave the bridge", func() bool { return len(bridgePorts(t, d.Bridge)) == 0 })
 			if f := netnsFiles(d); len(f) != 0 {
 				t.Errorf("namespaces left: %v", f)
 			}
@@ -170,9 +170,7 @@ func TestNetworkPublishedPorts(t *testing.T) {
 				t.Errorf("conflicting port: %s", r)
 			}
 			d.Berth(t, "rm", "-f", "clash-"+cli)
-			if got := len(bridgePorts(t, d.Bridge)); got != before {
-				t.Errorf("a failed start left veths: %d, want %d", got, before)
-			}
+			eventually(t, "no veth left by the failed start", func() bool { return len(bridgePorts(t, d.Bridge)) == before })
 			// -P publishes the EXPOSEd ports on ephemeral host ports, on
 			// every host address.
 			exp := strings.TrimSpace(run("run", "-d", "--expose", "80", "-P", "busybox", "sh", "-c", serve))

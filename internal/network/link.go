@@ -169,7 +169,14 @@ func addVeth(nsPath string, lc linkConfig) error {
 	if lc.MAC != nil {
 		veth.PeerHardwareAddr = lc.MAC
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	err = netlink.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		// The same container's veth of a run whose namespace the kernel
+		// is still destroying.
+		_ = deleteLink(lc.HostName)
+		err = netlink.LinkAdd(veth)
+	}
+	if err != nil {
 		return fmt.Errorf("create veth %s: %w", lc.HostName, err)
 	}
 	ok := false

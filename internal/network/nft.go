@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -34,6 +35,7 @@ type firewall struct {
 	brs         *nftables.Set // every berth bridge's name
 	post, fwd   *nftables.Chain
 	comment     string
+	lastCheck   time.Time
 }
 
 const (
@@ -179,6 +181,21 @@ func (f *firewall) addNetwork(n *Network) error {
 	ex = append(ex, &expr.Masq{})
 	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.post, Exprs: ex, UserData: tag})
 
+	// iifname BR oifname BR ct status dnat masquerade: a container
+	// reaching a port its own network publishes (hairpin); without it the
+	// reply would skip the NAT.
+	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.post, UserData: tag, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regKey},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regKey, Data: br},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regKey},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regKey, Data: br},
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: regKey},
+		&expr.Bitwise{SourceRegister: regKey, DestRegister: regKey, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, 0x20), Xor: []byte{0, 0, 0, 0}}, // IPS_DST_NAT
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regKey, Data: []byte{0, 0, 0, 0}},
+		&expr.Masq{},
+	}})
+
 	// iifname BR oifname @brs oifname != BR drop (isolation); for an
 	// internal network, anything in or out that is not BR→BR.
 	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.fwd, UserData: tag, Exprs: []expr.Any{
@@ -287,9 +304,15 @@ func (f *firewall) removeForwardAccepts(c *nftables.Conn, bridge string) {
 
 // ensureForwardAccepts re-checks the host's FORWARD chain (dockerd may
 // have started since) and adds berth's accepts for bridges that lack them.
-func (f *firewall) ensureForwardAccepts(bridges []string) {
+func (f *firewall) ensureForwardAccepts(bridges []string, force bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// At most every few seconds on the start path: a dump of the host's
+	// chain per container start would grow with the host's rules.
+	if !force && time.Since(f.lastCheck) < 3*time.Second {
+		return
+	}
+	f.lastCheck = time.Now()
 	c, err := nftables.New()
 	if err != nil {
 		return

@@ -205,7 +205,7 @@ func (m *Manager) attach(cid, cname, nsPath, ref string, want *nettypes.Endpoint
 			m.mu.Unlock()
 			return nil, nil, err
 		}
-		m.fw.ensureForwardAccepts([]string{n.Bridge})
+		m.fw.ensureForwardAccepts([]string{n.Bridge}, false)
 	}
 	es := &nettypes.EndpointSettings{
 		IPAMConfig: want.IPAMConfig, Links: want.Links, Aliases: want.Aliases, DriverOpts: want.DriverOpts,
@@ -459,9 +459,11 @@ func (m *Manager) TearDown(cid string) {
 		}
 		m.releasePorts(sb.ports)
 	}
-	for _, v := range veths {
-		_ = deleteLink(v)
-	}
+	// The veths are not deleted one by one (20–40 ms each, an RCU grace
+	// period): unmounting the namespace lets the kernel destroy it, and
+	// with it every veth pair that has an end inside, in the background.
+	// A new veth of the same name meanwhile replaces the dying one.
+	_ = veths
 	if err := removeNetNS(m.NSPath(cid)); err != nil {
 		m.log.Warn("remove network namespace", "id", cid, "err", err)
 	}
@@ -567,5 +569,5 @@ func (m *Manager) Reconcile(running map[string]bool) {
 			_ = netlink.LinkDel(l)
 		}
 	}
-	m.fw.ensureForwardAccepts(brNames)
+	m.fw.ensureForwardAccepts(brNames, true)
 }
