@@ -92,7 +92,9 @@ func (c *networkContext) IPv6() string { return fmt.Sprint(c.n.EnableIPv6) }
 func (c *networkContext) Internal() string { return fmt.Sprint(c.n.Internal) }
 
 // CreatedAt is the creation time.
-func (c *networkContext) CreatedAt() string { return c.n.Created.Format("2006-01-02 15:04:05 -0700 MST") }
+func (c *networkContext) CreatedAt() string {
+	return c.n.Created.Format("2006-01-02 15:04:05 -0700 MST")
+}
 
 // Labels are the labels as k=v, sorted.
 func (c *networkContext) Labels() string {
@@ -106,4 +108,3 @@ func (c *networkContext) Labels() string {
 
 // Label is one label's value.
 func (c *networkContext) Label(name string) string { return c.n.Labels[name] }
-
