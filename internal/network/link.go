@@ -25,7 +25,7 @@ func ensureBridge(n *Network) error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU()}}
 		if err := netlink.LinkAdd(br); err != nil {
 			return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
@@ -147,6 +147,8 @@ type linkConfig struct {
 	Addrs          []netip.Prefix
 	Gateway        netip.Addr // default IPv4 route ("" = none)
 	Gateway6       netip.Addr
+	// MTU is the veth's; RouteMTU the default routes' (0 = the link's).
+	MTU, RouteMTU int
 }
 
 // addVeth creates a veth pair with its peer directly in the namespace,
@@ -162,7 +164,7 @@ func addVeth(nsPath string, lc linkConfig) error {
 	}
 	defer ns.Close()
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: lc.HostName, MasterIndex: br.Attrs().Index, MTU: br.Attrs().MTU, TxQLen: -1},
+		LinkAttrs:     netlink.LinkAttrs{Name: lc.HostName, MasterIndex: br.Attrs().Index, MTU: lc.MTU, TxQLen: -1},
 		PeerName:      lc.Name,
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
@@ -218,17 +220,31 @@ func addVeth(nsPath string, lc linkConfig) error {
 		_ = h.LinkSetUp(lo)
 	}
 	if lc.Gateway.IsValid() {
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway.AsSlice()}); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway.AsSlice(), MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("default route via %s: %w", lc.Gateway, err)
 		}
 	}
 	if lc.Gateway6.IsValid() {
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway6.AsSlice(), Family: netlink.FAMILY_V6}); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway6.AsSlice(), Family: netlink.FAMILY_V6, MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("default IPv6 route via %s: %w", lc.Gateway6, err)
 		}
 	}
 	ok = true
 	return nil
+}
+
+// uplinkMTU is the MTU of the device of the host's default route (1500
+// when there is none).
+func uplinkMTU() int {
+	routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
+				return l.Attrs().MTU
+			}
+		}
+	}
+	return 1500
 }
 
 // hostRoutes are the prefixes of the host's addresses and routes, which a

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,22 @@ type Network struct {
 	UserDefined bool `json:",omitempty"`
 	// userSubnet: the subnet was given by the user (for inspect).
 	UserSubnet bool `json:",omitempty"`
+	// MTU is com.docker.network.driver.mtu when the user set it.
+	MTU int `json:",omitempty"`
+}
+
+// bigMTU is the MTU of berth's bridges and veths unless the user sets
+// one: traffic between containers on a bridge and between the host and
+// its containers moves in 64 KiB frames, as on loopback, while the
+// containers' default routes carry the uplink's MTU so traffic leaving the
+// host is sized for the real network.
+const bigMTU = 65535
+
+func (n *Network) linkMTU() int {
+	if n.MTU > 0 {
+		return n.MTU
+	}
+	return bigMTU
 }
 
 // Endpoint is one container's attachment to a network (in memory).
@@ -103,6 +120,8 @@ type Manager struct {
 	eps map[string]map[string]*Endpoint
 	// sandboxes: container ID → its namespace, ports and DNS server.
 	sandboxes map[string]*sandbox
+	// routeMTU is the MTU of containers' default routes: the uplink's.
+	routeMTU int
 }
 
 type sandbox struct {
@@ -128,6 +147,7 @@ func New(cfg Config) (_ *Manager, retErr error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
+	m.routeMTU = uplinkMTU()
 	if err := os.MkdirAll(m.netDir(), 0o700); err != nil {
 		return nil, err
 	}
@@ -184,7 +204,7 @@ func New(cfg Config) (_ *Manager, retErr error) {
 				"com.docker.network.bridge.enable_ip_masquerade": "true",
 				"com.docker.network.bridge.host_binding_ipv4":    "0.0.0.0",
 				"com.docker.network.bridge.name":                 cfg.DefaultBridge,
-				"com.docker.network.driver.mtu":                  "1500",
+				"com.docker.network.driver.mtu":                  strconv.Itoa(m.routeMTU),
 			}}
 		if cfg.BIP.IsValid() {
 			def.Subnet, def.Gateway = cfg.BIP.Masked(), cfg.BIP.Addr()
@@ -433,6 +453,13 @@ func (m *Manager) Create(req CreateRequest) (*Network, error) {
 	}
 	if n.Options == nil {
 		n.Options = map[string]string{}
+	}
+	if v := n.Options["com.docker.network.driver.mtu"]; v != "" {
+		mtu, err := strconv.Atoi(v)
+		if err != nil || mtu < 68 || mtu > bigMTU {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid MTU %q", v))
+		}
+		n.MTU = mtu
 	}
 	n.Bridge = n.Options["com.docker.network.bridge.name"]
 	if n.Bridge == "" {

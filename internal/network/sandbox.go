@@ -192,6 +192,7 @@ func (m *Manager) attach(cid, cname, nsPath, ref string, want *nettypes.Endpoint
 
 	if !restore {
 		lc := linkConfig{HostName: ep.HostVeth, Name: "eth" + strconv.Itoa(idx), Bridge: n.Bridge, MAC: mac,
+			MTU: n.linkMTU(), RouteMTU: min(n.linkMTU(), m.routeMTU),
 			Addrs: []netip.Prefix{netip.PrefixFrom(ip, n.Subnet.Bits())}}
 		if ip6.IsValid() {
 			lc.Addrs = append(lc.Addrs, netip.PrefixFrom(ip6, n.Subnet6.Bits()))
@@ -459,11 +460,23 @@ func (m *Manager) TearDown(cid string) {
 		}
 		m.releasePorts(sb.ports)
 	}
-	// The veths are not deleted one by one (20–40 ms each, an RCU grace
-	// period): unmounting the namespace lets the kernel destroy it, and
-	// with it every veth pair that has an end inside, in the background.
-	// A new veth of the same name meanwhile replaces the dying one.
-	_ = veths
+	// Deleting a veth takes 20–40 ms (an RCU grace period): it is done in
+	// the background, by interface index so that a veth of the same name
+	// made meanwhile by a restart is never hit. (Destroying the namespace
+	// would remove the pairs too, but only once the kernel gets to it.)
+	var links []netlink.Link
+	for _, v := range veths {
+		if l, err := netlink.LinkByName(v); err == nil {
+			links = append(links, l)
+		}
+	}
+	if len(links) > 0 {
+		go func() {
+			for _, l := range links {
+				_ = netlink.LinkDel(l)
+			}
+		}()
+	}
 	if err := removeNetNS(m.NSPath(cid)); err != nil {
 		m.log.Warn("remove network namespace", "id", cid, "err", err)
 	}
