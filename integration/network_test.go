@@ -3,10 +3,10 @@ package integration
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/berth-engine/berth/internal/testutil"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // linkExists reports whether a network device exists on the host.
@@ -225,9 +227,6 @@ func dialRead(addr string) string {
 	s, _ := bufio.NewReader(c).ReadString('\n')
 	return s
 }
-
-var _ = io.EOF
-var _ = os.Getpid
 
 // User-defined networks: create with docker's flags, name/alias/short-ID
 // resolution through the embedded DNS, isolation from other networks,
@@ -492,5 +491,116 @@ func TestNetworkModesMACAndIPv6(t *testing.T) {
 				t.Errorf("container to container over IPv6: %q", got)
 			}
 		})
+	}
+}
+
+// A published port answers another host: a peer namespace linked to the
+// host by a veth reaches the host's address on that link, and the
+// DNAT in prerouting forwards it to the container. Bad input gets
+// docker's errors with nothing left behind.
+func TestNetworkPublishedFromOtherHostAndBadInput(t *testing.T) {
+	d := daemonWithBusybox(t)
+	testutil.RequiresDockerCLI(t)
+	// The peer "host".
+	sfx := fmt.Sprintf("%05d", os.Getpid()%100000)
+	peerNS := filepath.Join(d.Root, "peerns")
+	if err := os.WriteFile(peerNS, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	peerErr := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			peerErr <- err
+			return
+		}
+		peerErr <- unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), peerNS, "none", unix.MS_BIND, "")
+	}()
+	if err := <-peerErr; err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(peerNS, unix.MNT_DETACH)
+	nsH, err := netns.GetFromPath(peerNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsH.Close()
+	hostSide, peerSide := "bph"+sfx, "bpp"+sfx
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostSide}, PeerName: peerSide, PeerNamespace: netlink.NsFd(int(nsH))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if l, err := netlink.LinkByName(hostSide); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	}()
+	third := 1 + os.Getpid()%250
+	hostIP, peerIP := fmt.Sprintf("10.253.%d.1", third), fmt.Sprintf("10.253.%d.2", third)
+	hl, _ := netlink.LinkByName(hostSide)
+	a, _ := netlink.ParseAddr(hostIP + "/30")
+	if err := netlink.AddrAdd(hl, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(hl); err != nil {
+		t.Fatal(err)
+	}
+	ph, err := netlink.NewHandleAt(nsH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	pl, err := ph.LinkByName(peerSide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, _ := netlink.ParseAddr(peerIP + "/30")
+	if err := ph.AddrAdd(pl, pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := ph.LinkSetUp(pl); err != nil {
+		t.Fatal(err)
+	}
+
+	port := freePort(t)
+	web := strings.TrimSpace(d.MustDocker(t, "run", "-d", "-p", port+":80", "busybox", "sh", "-c", "while true; do echo remote | nc -l -p 80; done"))
+	defer d.Berth(t, "rm", "-f", web)
+	fromPeer := func() string {
+		ch := make(chan string, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+			if err := netns.Set(nsH); err != nil {
+				ch <- ""
+				return
+			}
+			ch <- dialRead(net.JoinHostPort(hostIP, port))
+		}()
+		return <-ch
+	}
+	eventually(t, "the published port to answer the peer host", func() bool { return fromPeer() == "remote\n" })
+
+	// Bad input.
+	for _, args := range [][]string{
+		{"run", "--rm", "--network", "nosuchnet", "busybox", "true"},
+		{"run", "--rm", "-p", "99999:80", "busybox", "true"},
+		{"run", "--rm", "-p", "80:80/nope", "busybox", "true"},
+		{"run", "--rm", "--ip", "10.9.9.9", "busybox", "true"},
+		{"run", "--rm", "-p", port + ":80", "busybox", "true"},
+	} {
+		for _, r := range []testutil.Result{d.Berth(t, args...), d.Docker(t, args...)} {
+			if r.ExitCode == 0 || strings.TrimSpace(r.Stderr) == "" {
+				t.Errorf("%v: %s", args, r)
+			}
+		}
+	}
+	if r := d.Docker(t, "run", "--rm", "--network", "nosuchnet", "busybox", "true"); !strings.Contains(r.Stderr, "network nosuchnet not found") {
+		t.Errorf("unknown network: %s", r)
+	}
+	if ids := strings.TrimSpace(d.MustBerth(t, "ps", "-q")); ids != web[:12] {
+		t.Errorf("containers running after the bad runs: %q", ids)
+	}
+	eventually(t, "only the web container's veth on the bridge", func() bool { return len(bridgePorts(t, d.Bridge)) == 1 })
+	if f := netnsFiles(d); len(f) != 1 {
+		t.Errorf("namespaces: %v", f)
 	}
 }
