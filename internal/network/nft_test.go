@@ -114,4 +114,3 @@ func TestForwardAcceptsUnderDropPolicy(t *testing.T) {
 		}
 	})
 }
-
