@@ -499,7 +499,7 @@ func (m *Manager) Create(req CreateRequest) (*Network, error) {
 				return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid subnet %s: it should be %s", sub, sub.Masked()))
 			}
 			if overlapsAny(sub, others) {
-				return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("invalid pool request: Pool overlaps with other one on this address space"))
+				return nil, errdefs.ErrPermissionDenied.WithMessage("invalid pool request: Pool overlaps with other one on this address space")
 			}
 			if c.Gateway.IsValid() && !sub.Contains(c.Gateway) {
 				return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid pool request: gateway %s is not in subnet %s", c.Gateway, sub))
