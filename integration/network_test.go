@@ -72,6 +72,12 @@ func TestNetworkDefaultBridge(t *testing.T) {
 			if net.ParseIP(ip) == nil || net.ParseIP(gw) == nil {
 				t.Fatalf("address %q gateway %q", ip, gw)
 			}
+			if cli == "docker" {
+				// API < 1.52 keeps the default bridge's endpoint at the top.
+				if got := strings.TrimSpace(run("inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}}", srv)); got != ip+" "+gw {
+					t.Errorf("legacy .NetworkSettings.IPAddress: %q", got)
+				}
+			}
 			if key := inspectField(t, d, srv, "{{.NetworkSettings.SandboxKey}}"); !strings.HasPrefix(key, d.ExecRoot) {
 				t.Errorf("SandboxKey %q", key)
 			}

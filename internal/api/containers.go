@@ -353,6 +353,9 @@ func (rt *router) getContainerInspect(c *call) error {
 	if versionLess(c.version, "1.48") {
 		resp.ImageManifestDescriptor = nil
 	}
+	if versionLess(c.version, "1.52") {
+		return c.writeJSON(http.StatusOK, withLegacyNetworkSettings(resp))
+	}
 	return c.writeJSON(http.StatusOK, resp)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 )
 
@@ -123,4 +124,56 @@ func (rt *router) postNetworksPrune(c *call) error {
 		return err
 	}
 	return c.writeJSON(http.StatusOK, rep)
+}
+
+// legacyNetworkSettings is NetworkSettings as API versions before 1.52
+// return it: with the default bridge's endpoint also at the top level
+// (scripts still read {{.NetworkSettings.IPAddress}}).
+type legacyNetworkSettings struct {
+	*container.NetworkSettings
+	Bridge                 string
+	HairpinMode            bool
+	LinkLocalIPv6Address   string
+	LinkLocalIPv6PrefixLen int
+	SecondaryIPAddresses   []string
+	SecondaryIPv6Addresses []string
+	EndpointID             string
+	Gateway                string
+	GlobalIPv6Address      string
+	GlobalIPv6PrefixLen    int
+	IPAddress              string
+	IPPrefixLen            int
+	IPv6Gateway            string
+	MacAddress             string
+}
+
+type legacyInspect struct {
+	*container.InspectResponse
+	NetworkSettings *legacyNetworkSettings `json:"NetworkSettings"`
+}
+
+func addrString(a interface {
+	IsValid() bool
+	String() string
+}) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// withLegacyNetworkSettings adds the pre-1.52 top-level fields.
+func withLegacyNetworkSettings(r *container.InspectResponse) any {
+	if r.NetworkSettings == nil {
+		return r
+	}
+	l := &legacyNetworkSettings{NetworkSettings: r.NetworkSettings}
+	if es := r.NetworkSettings.Networks["bridge"]; es != nil {
+		l.EndpointID, l.Gateway, l.IPAddress, l.IPPrefixLen = es.EndpointID, addrString(es.Gateway), addrString(es.IPAddress), es.IPPrefixLen
+		l.GlobalIPv6Address, l.GlobalIPv6PrefixLen, l.IPv6Gateway = addrString(es.GlobalIPv6Address), es.GlobalIPv6PrefixLen, addrString(es.IPv6Gateway)
+		if len(es.MacAddress) > 0 {
+			l.MacAddress = es.MacAddress.String()
+		}
+	}
+	return legacyInspect{InspectResponse: r, NetworkSettings: l}
 }
