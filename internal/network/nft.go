@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
@@ -69,7 +70,7 @@ func (f *firewall) reset() error {
 	dst, _ := nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	f.pany = &nftables.Set{Table: f.table, Name: "pany", IsMap: true, Concatenation: true, KeyType: anyKey, DataType: dst}
 	f.paddr = &nftables.Set{Table: f.table, Name: "paddr", IsMap: true, Concatenation: true, KeyType: addrKey, DataType: dst}
-	f.brs = &nftables.Set{Table: f.table, Name: "brs", KeyType: nftables.TypeIFName}
+	f.brs = &nftables.Set{Table: f.table, Name: "brs", KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.BigEndian}
 	for _, s := range []*nftables.Set{f.pany, f.paddr, f.brs} {
 		if err := c.AddSet(s, nil); err != nil {
 			return err
