@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/network"
@@ -152,7 +153,9 @@ func (s *ContainerService) setUpNetwork(e *entry, c *container.Container) (strin
 	if s.st.Networks == nil || !ownNetwork(mode) {
 		return "", nil
 	}
+	t0 := time.Now()
 	res, err := s.st.Networks.SetUp(sandboxRequest(c, false))
+	s.log.Debug("network set up", "id", c.ID, "took", time.Since(t0), "err", err)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return "", errdefs.ErrNotFound.WithMessage("failed to set up container networking: " + err.Error())
@@ -179,7 +182,9 @@ func (s *ContainerService) tearDownNetwork(e *entry) {
 	id := c.ID
 	e.smu.Unlock()
 	if s.st.Networks != nil && ownNetwork(mode) {
+		t0 := time.Now()
 		s.st.Networks.TearDown(id)
+		s.log.Debug("network torn down", "id", id, "took", time.Since(t0))
 	}
 }
 
