@@ -78,7 +78,7 @@ type Network struct {
 	Options          map[string]string
 	// UserDefined networks get the embedded DNS; the default bridge does not.
 	UserDefined bool `json:",omitempty"`
-	// userSubnet: the subnet was given by the user (for inspect).
+	// UserSubnet: the user gave the subnet (so --ip may be used on it).
 	UserSubnet bool `json:",omitempty"`
 	// MTU is com.docker.network.driver.mtu when the user set it.
 	MTU int `json:",omitempty"`

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,7 +32,7 @@ func newTestManager(t *testing.T) *Manager {
 	s := suffix()
 	var b [1]byte
 	_, _ = rand.Read(b[:])
-	pool := netip.MustParsePrefix("10." + itoa(int(b[0])) + ".0.0/16")
+	pool := netip.MustParsePrefix("10." + strconv.Itoa(int(b[0])) + ".0.0/16")
 	m, err := New(Config{DataRoot: t.TempDir(), ExecRoot: t.TempDir(), DefaultBridge: "bt" + s, Table: "berth_t" + s,
 		Pools: []Pool{{Base: pool, Size: 24}}})
 	if err != nil {
@@ -42,21 +42,11 @@ func newTestManager(t *testing.T) *Manager {
 	return m
 }
 
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(i)) }
-
-func fmtInt(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var d []byte
-	for ; i > 0; i /= 10 {
-		d = append([]byte{byte('0' + i%10)}, d...)
-	}
-	return string(d)
-}
-
+// cid is a random 64-hex container ID.
 func cid() string {
-	return suffix() + suffix() + suffix() + suffix() + suffix() + suffix() + suffix() + suffix() + suffix() + suffix() + "0000"
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // inNS runs f on a thread in the namespace at path.
