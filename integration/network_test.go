@@ -610,3 +610,39 @@ func TestNetworkPublishedFromOtherHostAndBadInput(t *testing.T) {
 		t.Errorf("namespaces: %v", f)
 	}
 }
+
+// Several --network flags at create (API ≥ 1.44): the first is the
+// primary (eth0, default route), the others are attached too.
+func TestNetworkSeveralAtCreate(t *testing.T) {
+	d := daemonWithBusybox(t)
+	for _, cli := range []string{"berth", "docker"} {
+		t.Run(cli, func(t *testing.T) {
+			if cli == "docker" {
+				testutil.RequiresDockerCLI(t)
+			}
+			run := func(args ...string) string {
+				if cli == "docker" {
+					return d.MustDocker(t, args...)
+				}
+				return d.MustBerth(t, args...)
+			}
+			a, b := "multi-a-"+cli, "multi-b-"+cli
+			run("network", "create", a)
+			defer d.Berth(t, "network", "rm", a)
+			run("network", "create", b)
+			defer d.Berth(t, "network", "rm", b)
+			id := strings.TrimSpace(run("run", "-d", "--network", b, "--network", a, "busybox", "sleep", "100"))
+			defer d.Berth(t, "rm", "-f", id)
+			if n := inspectField(t, d, id, "{{len .NetworkSettings.Networks}}"); n != "2" {
+				t.Fatalf("%s networks", n)
+			}
+			gwB := inspectField(t, d, b, "{{range .IPAM.Config}}{{.Gateway}}{{end}}")
+			if route := run("exec", id, "ip", "route"); !strings.Contains(route, "default via "+gwB+" dev eth0") {
+				t.Errorf("the first --network is not the primary:\n%s", route)
+			}
+			if links := run("exec", id, "ls", "/sys/class/net"); !strings.Contains(links, "eth1") {
+				t.Errorf("second network's interface missing: %q", links)
+			}
+		})
+	}
+}

@@ -41,12 +41,10 @@ func initialNetworkSettings(hc *containertypes.HostConfig, nc *nettypes.Networki
 			ns.Networks[k] = es.Copy()
 		}
 	}
-	if len(ns.Networks) > 1 {
-		// As docker's API before 1.44 and berth now: one network at
-		// create, more with `network connect`.
+	if len(ns.Networks) > 1 && !ownNetwork(hc.NetworkMode) {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("Container cannot be connected to network endpoints: " + strings.Join(sortedKeys(ns.Networks), ", "))
 	}
-	if _, ok := ns.Networks[mode]; !ok {
+	if _, ok := ns.Networks[mode]; !ok && len(ns.Networks) <= 1 {
 		for k, es := range ns.Networks {
 			// The endpoint config under another name than the mode
 			// (e.g. the network's ID) is the mode's.
@@ -57,8 +55,7 @@ func initialNetworkSettings(hc *containertypes.HostConfig, nc *nettypes.Networki
 			ns.Networks[mode] = &nettypes.EndpointSettings{}
 		}
 	}
-	if mode == "bridge" {
-		es := ns.Networks[mode]
+	if es := ns.Networks["bridge"]; es != nil {
 		if es.IPAMConfig != nil && (es.IPAMConfig.IPv4Address.IsValid() || es.IPAMConfig.IPv6Address.IsValid()) {
 			return nil, errdefs.ErrInvalidArgument.WithMessage("user specified IP address is supported on user defined networks only")
 		}
@@ -66,8 +63,7 @@ func initialNetworkSettings(hc *containertypes.HostConfig, nc *nettypes.Networki
 			return nil, errdefs.ErrInvalidArgument.WithMessage("network-scoped alias is supported only for containers in user defined networks")
 		}
 	}
-	if mode == "host" || mode == "none" {
-		es := ns.Networks[mode]
+	if es := ns.Networks[mode]; es != nil && (mode == "host" || mode == "none") {
 		if len(es.Aliases) > 0 || es.IPAMConfig != nil || len(es.MacAddress) > 0 {
 			return nil, errdefs.ErrInvalidArgument.WithMessage("conflicting options: network-scoped options (--ip, --alias, --mac-address) need a bridge network")
 		}
@@ -110,6 +106,7 @@ func userMAC(es *nettypes.EndpointSettings) nettypes.HardwareAddr {
 // resolved: use the ports a run already picked (restore after a restart).
 func sandboxRequest(c *container.Container, resolved bool) network.SandboxRequest {
 	req := network.SandboxRequest{ContainerID: c.ID, Name: c.Name, Networks: map[string]*nettypes.EndpointSettings{},
+		Primary: string(c.HostConfig.NetworkMode),
 		Ports: c.HostConfig.PortBindings, PublishAll: c.HostConfig.PublishAllPorts, Exposed: c.Config.ExposedPorts, DNS: c.HostConfig.DNS}
 	if c.NetworkSettings != nil {
 		maps.Copy(req.Networks, c.NetworkSettings.Networks)

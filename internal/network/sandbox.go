@@ -30,6 +30,15 @@ type SandboxRequest struct {
 	// DNS are the upstream servers the embedded DNS forwards to (--dns);
 	// empty means the host's resolvers.
 	DNS []netip.Addr
+	// Primary is the network mode's network (by name or ID), attached
+	// first.
+	Primary string
+}
+
+// refIs reports whether a network reference resolves to the network id.
+func (m *Manager) refIs(ref, id string) bool {
+	n, err := m.Get(ref)
+	return err == nil && n.ID == id
 }
 
 // SandboxResult is what a started container's record keeps.
@@ -81,6 +90,15 @@ func (m *Manager) attachAll(req SandboxRequest, nsPath string, restore bool) (*S
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	// The primary network (the container's network mode) comes first: it
+	// gets eth0, the default route and the published ports.
+	if req.Primary != "" {
+		if pn, err := m.Get(req.Primary); err == nil {
+			sort.SliceStable(names, func(i, j int) bool {
+				return m.refIs(names[i], pn.ID) && !m.refIs(names[j], pn.ID)
+			})
+		}
+	}
 	var first *Network
 	for i, ref := range names {
 		n, es, err := m.attach(req.ContainerID, req.Name, nsPath, ref, req.Networks[ref], i, restore)
