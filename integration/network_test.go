@@ -107,6 +107,9 @@ func TestNetworkDefaultBridge(t *testing.T) {
 			if got := run("run", "--rm", "busybox", "nc", ip, "7000"); got != "hello\n" {
 				t.Errorf("container to container: %q", got)
 			}
+			if netIO := strings.TrimSpace(run("stats", "--no-stream", "--format", "{{.NetIO}}", srv)); netIO == "" || strings.HasPrefix(netIO, "0B") {
+				t.Errorf("stats NET I/O after traffic: %q", netIO)
+			}
 			l, err := net.Listen("tcp", gw+":0")
 			if err != nil {
 				t.Fatal(err)

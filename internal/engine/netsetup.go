@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,7 +108,7 @@ func userMAC(es *nettypes.EndpointSettings) nettypes.HardwareAddr {
 func sandboxRequest(c *container.Container, resolved bool) network.SandboxRequest {
 	req := network.SandboxRequest{ContainerID: c.ID, Name: c.Name, Networks: map[string]*nettypes.EndpointSettings{},
 		Primary: string(c.HostConfig.NetworkMode),
-		Ports: c.HostConfig.PortBindings, PublishAll: c.HostConfig.PublishAllPorts, Exposed: c.Config.ExposedPorts, DNS: c.HostConfig.DNS}
+		Ports:   c.HostConfig.PortBindings, PublishAll: c.HostConfig.PublishAllPorts, Exposed: c.Config.ExposedPorts, DNS: c.HostConfig.DNS}
 	if c.NetworkSettings != nil {
 		maps.Copy(req.Networks, c.NetworkSettings.Networks)
 		if resolved {
@@ -274,4 +275,33 @@ func publishes(c *container.Container, spec string) bool {
 		}
 	}
 	return false
+}
+
+// fillNetworkStats adds the container's interface counters (from its
+// namespace's /proc/PID/net/dev; loopback left out, as docker does).
+func fillNetworkStats(c *container.Container, st *containertypes.StatsResponse) {
+	if c.HostConfig.NetworkMode.IsHost() || c.HostConfig.NetworkMode.IsNone() {
+		return
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.State.Pid) + "/net/dev")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 16 {
+			continue
+		}
+		n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
+		if st.Networks == nil {
+			st.Networks = map[string]containertypes.NetworkStats{}
+		}
+		st.Networks[name] = containertypes.NetworkStats{RxBytes: n(0), RxPackets: n(1), RxErrors: n(2), RxDropped: n(3),
+			TxBytes: n(8), TxPackets: n(9), TxErrors: n(10), TxDropped: n(11)}
+	}
 }
