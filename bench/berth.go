@@ -7,6 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/berth-engine/berth/internal/network"
+)
+
+// The bench daemon's default bridge and nftables table: per run, so a bench
+// never disturbs another berth daemon on the host.
+var (
+	berthBridge = fmt.Sprintf("bbench%d", os.Getpid()%100000)
+	berthTable  = fmt.Sprintf("berth_bench%d", os.Getpid())
 )
 
 // berthEngine is `berth daemon` from the -bin directory on a temporary
@@ -51,6 +60,8 @@ func (e *berthEngine) Start(ctx context.Context, tarPath string) error {
 		// A private daemon: leave the socket root:root instead of
 		// creating the host's "berth" group.
 		"--group", "",
+		// Its own bridge and nftables table, removed again by Stop.
+		"--bridge", berthBridge, "--nftables-table", berthTable,
 	}
 	e.info.DaemonArgs = args
 	var err error
@@ -73,6 +84,7 @@ func (e *berthEngine) Stop(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, e.teardown())
+		errs = append(errs, network.Cleanup(filepath.Join(e.dir, "data"), berthBridge, berthTable))
 		e.stopErr = errors.Join(errs...)
 	})
 	return e.stopErr

@@ -19,6 +19,10 @@ type dockerEngine struct {
 	*base
 	dockerd string
 	socket  string
+	// bridge, when set (job n), is a bridge the runner made for dockerd's
+	// default network; still no iptables: published ports go through
+	// docker-proxy, docker's default for host-local clients.
+	bridge string
 }
 
 func newDocker(root, cli string) (*dockerEngine, error) {
@@ -68,6 +72,12 @@ func (d *dockerEngine) Start(ctx context.Context, tarPath string) error {
 		"--iptables=false", "--ip-forward=false", "--ip-masq=false",
 		"--bridge=none", "--userland-proxy=false",
 	}
+	if d.bridge != "" {
+		if err := makeBridge(d.bridge, dockerBridgeAddr); err != nil {
+			return err
+		}
+		args[len(args)-2], args[len(args)-1] = "--bridge="+d.bridge, "--userland-proxy=true"
+	}
 	d.info.DaemonArgs = args
 	d.daemon, err = startDaemon("dockerd", d.dockerd, args, d.env, filepath.Join(d.dir, "dockerd.log"))
 	if err != nil {
@@ -88,6 +98,9 @@ func (d *dockerEngine) Stop(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, d.teardown())
+		if d.bridge != "" {
+			errs = append(errs, deleteBridge(d.bridge))
+		}
 		d.stopErr = errors.Join(errs...)
 	})
 	return d.stopErr

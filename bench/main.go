@@ -34,8 +34,11 @@ func run() int {
 		enginesFlag = flag.String("engines", "", "comma-separated engines to measure: berth,docker,podman (default: all installed)")
 		volMiB      = flag.Int("volume-mib", 1024, "job (v): MiB written and read per run")
 		volRuns     = flag.Int("volume-runs", 3, "job (v): runs per engine and target")
-		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host), s (confinement cost: default vs --privileged start, syscall loop with and without seccomp)")
+		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host), s (confinement cost: default vs --privileged start, syscall loop with and without seccomp), n (networking: bridge start latency, 200 running, TCP throughput)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
+		netBusy     = flag.Int("net-busy", 200, "job (n): containers running on the bridge for the busy start latency")
+		netRuns     = flag.Int("net-tput-runs", 5, "job (n): throughput runs per engine")
+		netSecs     = flag.Float64("net-secs", 3, "job (n): seconds per throughput run")
 		buildRuns   = flag.Int("build-runs", 5, "measured cold/cached build pairs per engine in job (g), after one warm-up")
 		healthN     = flag.Int("health-n", 100, "containers with a health check in jobs (e, f)")
 		healthWin   = flag.Duration("health-window", 20*time.Second, "CPU measurement window in job (e)")
@@ -172,7 +175,13 @@ func run() int {
 		case "docker":
 			var cli string
 			if cli, err = exec.LookPath(*dockerCLI); err == nil {
-				e, err = newDocker(root, cli)
+				var de *dockerEngine
+				if de, err = newDocker(root, cli); err == nil {
+					if slices.Contains(jobs, "n") {
+						de.bridge = fmt.Sprintf("dbench%d", os.Getpid()%100000)
+					}
+					e = de
+				}
 			}
 		case "podman":
 			e, err = newPodman(root, *podmanConf)
@@ -224,6 +233,15 @@ func run() int {
 		if slices.Contains(jobs, "s") && ctx.Err() == nil {
 			rep.Confinement = jobConfinement(ctx, activeEngines, root, *warmup, *runs)
 		}
+		if slices.Contains(jobs, "n") && ctx.Err() == nil {
+			var netEngines []engine
+			for _, e := range activeEngines {
+				if e.Name() != "podman" { // its bridge (netavark) is not set up by the runner
+					netEngines = append(netEngines, e)
+				}
+			}
+			rep.Network = jobNetwork(ctx, netEngines, root, *warmup, *runs, *netBusy, max(*netRuns, 1), *netSecs)
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: results are partial")
@@ -237,6 +255,7 @@ func run() int {
 	printVolumeIO(os.Stdout, rep.VolumeIO, rep.Config.Engines)
 	printBuild(os.Stdout, rep.Build, rep.Config.Engines)
 	printConfinement(os.Stdout, rep.Confinement, rep.Config.Engines)
+	printNetwork(os.Stdout, rep.Network, rep.Config.Engines)
 	if err := rep.writeJSON(*outPath); err != nil {
 		slog.Error("write results", "err", err)
 	} else {
@@ -269,6 +288,9 @@ func run() int {
 		failed = failed || len(r.Errors) > 0
 	}
 	for _, r := range rep.Confinement {
+		failed = failed || len(r.Errors) > 0
+	}
+	for _, r := range rep.Network {
 		failed = failed || len(r.Errors) > 0
 	}
 	if failed {

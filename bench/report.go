@@ -30,8 +30,10 @@ type report struct {
 	Build      map[string]*buildResult      `json:"build,omitempty"`
 	// Confinement is job (s).
 	Confinement map[string]*confinementResult `json:"confinement,omitempty"`
-	Targets     []targetResult                `json:"targets,omitempty"`
-	Errors      []string                      `json:"errors,omitempty"`
+	// Network is job (n).
+	Network map[string]*networkResult `json:"network,omitempty"`
+	Targets []targetResult            `json:"targets,omitempty"`
+	Errors  []string                  `json:"errors,omitempty"`
 }
 
 // hostInfo says where the figures come from: on a shared, noisy VM the load

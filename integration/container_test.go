@@ -115,7 +115,7 @@ func TestRunIsolation(t *testing.T) {
 		"echo uts=$(hostname)",
 	}, "; ")
 	out := d.MustBerth(t, "run", "--rm", "-h", "isolated", "busybox", "sh", "-c", script)
-	for _, want := range []string{"pid1=sh", "procs=", "links=lo\n", "sys=ro", "pts=yes", "shm=yes", "mqueue=yes", "resolv=mounted", "hosts=ok", "uts=isolated"} {
+	for _, want := range []string{"pid1=sh", "procs=", "links=eth0 lo\n", "sys=ro", "pts=yes", "shm=yes", "mqueue=yes", "resolv=mounted", "hosts=ok", "uts=isolated"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("isolation check %q missing in:\n%s", want, out)
 		}

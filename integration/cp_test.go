@@ -156,7 +156,8 @@ func TestCpSymlinkEscape(t *testing.T) {
 	if b, _ := os.ReadFile(secret); string(b) != "host secret\n" {
 		t.Fatalf("tar with ../ wrote outside the container: %q", b)
 	}
-	if mounts := testutil.MountsUnder(d.ExecRoot); len(mounts) > 1 {
+	// The running container's rootfs and network namespace stay mounted.
+	if mounts := testutil.MountsUnder(d.ExecRoot); len(mounts) > 2 {
 		t.Errorf("mounts left under the exec-root: %v", mounts)
 	}
 	d.MustBerth(t, "rm", "-f", id)

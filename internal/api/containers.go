@@ -353,12 +353,14 @@ func (rt *router) getContainerInspect(c *call) error {
 	if versionLess(c.version, "1.48") {
 		resp.ImageManifestDescriptor = nil
 	}
-	if si, ok := rt.b.Containers.(SecurityInspector); ok {
-		if sec := si.InspectSecurity(c.ctx, resp.ID); sec != nil {
-			return c.writeJSON(http.StatusOK, inspectWithSecurity{resp, sec})
-		}
+	out := inspectBody{InspectResponse: resp, NetworkSettings: resp.NetworkSettings}
+	if versionLess(c.version, "1.52") {
+		out.NetworkSettings = legacyNetworkSettingsOf(resp)
 	}
-	return c.writeJSON(http.StatusOK, resp)
+	if si, ok := rt.b.Containers.(SecurityInspector); ok {
+		out.BerthSecurity = si.InspectSecurity(c.ctx, resp.ID)
+	}
+	return c.writeJSON(http.StatusOK, out)
 }
 
 func (rt *router) deleteContainer(c *call) error {

@@ -45,6 +45,8 @@ type Backends struct {
 	DiskUsage DiskUsageBackend
 	// Build serves POST /build (nil: 501).
 	Build BuildBackend
+	// Networks serves /networks (nil: 501, and an empty prune).
+	Networks NetworkBackend
 }
 
 // RouterOptions configure NewRouter.
@@ -205,6 +207,7 @@ func (rt *router) initRoutes() {
 	rt.initArchiveRoutes()
 	rt.initDiskUsageRoutes()
 	rt.initEmptyPruneRoutes()
+	rt.initNetworkRoutes()
 }
 
 // need guards the routes of a backend the daemon did not wire.

@@ -35,7 +35,12 @@ type ContainerSecurity struct {
 	UserNamespace string
 }
 
-type inspectWithSecurity struct {
+// inspectBody is GET /containers/{id}/json: docker's response, its
+// NetworkSettings in the shape the client's API version knows (older
+// ones get the default bridge's fields at the top level), and berth's
+// BerthSecurity.
+type inspectBody struct {
 	*container.InspectResponse
-	BerthSecurity *ContainerSecurity
+	NetworkSettings any                `json:"NetworkSettings"`
+	BerthSecurity   *ContainerSecurity `json:",omitempty"`
 }

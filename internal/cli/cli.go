@@ -478,6 +478,7 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 
 	c.addOperateCommands(root, container, sys)
 	c.addVolumeCommands(root)
+	c.addNetworkCommands(root)
 	c.addCopyCommands(root, container)
 	c.addDiskUsageCommands(sys)
 	c.addBuildCommands(root, img, container)

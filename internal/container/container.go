@@ -75,6 +75,11 @@ type Container struct {
 	// Ephemeral containers (build steps) have their writable layer thrown
 	// away after one run, like --rm ones.
 	Ephemeral bool `json:",omitempty"`
+	// NetworkSettings are the container's network attachments as docker
+	// keeps them: the requested endpoint settings by network name, with
+	// addresses, the namespace path and published ports filled in while it
+	// runs. Replaced, never changed in place, so a shallow Clone is safe.
+	NetworkSettings *containertypes.NetworkSettings `json:",omitempty"`
 }
 
 // MountPoint is one mount of a container, as recorded at create.

@@ -46,5 +46,9 @@ func NewCommand() *cobra.Command {
 			opts.Access.AllowInsecureTCP = true
 		}
 	}
+	f.StringVarP(&opts.Bridge, "bridge", "b", "berth0", "Attach containers to a network bridge (the default bridge network's device)")
+	f.StringVar(&opts.BIP, "bip", "", "Specify default-bridge IPv4 network (gateway address/prefix, e.g. 172.18.0.1/16)")
+	f.StringArrayVar(&opts.AddressPools, "default-address-pool", nil, "Default address pools for node specific local networks (base=CIDR,size=N)")
+	f.StringVar(&opts.NFTablesTable, "nftables-table", "berth", "Name of berth's own nftables table (tests run daemons side by side with unique names)")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"github.com/berth-engine/berth/internal/builder"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -28,6 +29,7 @@ import (
 	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/image"
+	"github.com/berth-engine/berth/internal/network"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/snapshot/overlay"
@@ -60,6 +62,13 @@ type Options struct {
 	// UsernsRemap is --userns-remap: "default", USER[:GROUP] or UID[:GID]
 	// ("" = containers share the host's user namespace).
 	UsernsRemap string
+	// Bridge is the default bridge's device; BIP its gateway/prefix;
+	// AddressPools docker's --default-address-pool values; NFTablesTable
+	// the name of berth's nftables table.
+	Bridge        string
+	BIP           string
+	AddressPools  []string
+	NFTablesTable string
 }
 
 // Run runs the daemon until ctx ends or it receives SIGTERM/SIGINT.
@@ -186,6 +195,7 @@ func Run(ctx context.Context, opts Options) error {
 		Archive:      svcs.Containers,
 		DiskUsage:    svcs.DiskUsage,
 		Build:        bld,
+		Networks:     networkBackend(svcs.Networks),
 	}, api.RouterOptions{Logger: log, Version: version.Version})
 	if opts.LogLevel == "debug" {
 		handler = api.WithDebug(handler)
@@ -338,7 +348,70 @@ func openStores(ctx context.Context, opts Options, log *slog.Logger) (engine.Sto
 		return fail(fmt.Errorf("event log: %w", err))
 	}
 	closers = append(closers, func() { _ = st.Events.Close() })
+	netCfg, err := networkConfig(opts, log)
+	if err != nil {
+		return fail(err)
+	}
+	if st.Networks, err = network.New(netCfg); err != nil {
+		return fail(fmt.Errorf("networking: %w", err))
+	}
+	closers = append(closers, st.Networks.Close)
 	return st, note, closeAll, nil
+}
+
+// networkBackend keeps a nil service a nil interface (the router's test
+// for "not served").
+func networkBackend(s *engine.NetworkService) api.NetworkBackend {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// networkConfig turns the daemon's network flags into the manager's config.
+func networkConfig(opts Options, log *slog.Logger) (network.Config, error) {
+	cfg := network.Config{DataRoot: opts.DataRoot, ExecRoot: opts.ExecRoot, DefaultBridge: opts.Bridge,
+		Table: opts.NFTablesTable, Logger: log}
+	if cfg.DefaultBridge != "" && len(cfg.DefaultBridge) > 15 {
+		return cfg, fmt.Errorf("invalid --bridge %q: at most 15 characters", opts.Bridge)
+	}
+	if opts.BIP != "" {
+		p, err := netip.ParsePrefix(opts.BIP)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+			return cfg, fmt.Errorf("invalid --bip %q: want an IPv4 address with a prefix length, e.g. 172.18.0.1/16", opts.BIP)
+		}
+		if p.Addr() == p.Masked().Addr() {
+			return cfg, fmt.Errorf("invalid --bip %q: the address is the gateway's and must not be the subnet's network address", opts.BIP)
+		}
+		cfg.BIP = p
+	}
+	for _, v := range opts.AddressPools {
+		var pool network.Pool
+		for _, kv := range strings.Split(v, ",") {
+			k, val, _ := strings.Cut(kv, "=")
+			switch k {
+			case "base":
+				p, err := netip.ParsePrefix(val)
+				if err != nil || !p.Addr().Is4() {
+					return cfg, fmt.Errorf("invalid --default-address-pool %q: bad base", v)
+				}
+				pool.Base = p.Masked()
+			case "size":
+				n, err := strconv.Atoi(val)
+				if err != nil || n < 1 || n > 30 {
+					return cfg, fmt.Errorf("invalid --default-address-pool %q: bad size", v)
+				}
+				pool.Size = n
+			default:
+				return cfg, fmt.Errorf("invalid --default-address-pool %q: unknown field %q (want base=CIDR,size=N)", v, k)
+			}
+		}
+		if !pool.Base.IsValid() || pool.Size < pool.Base.Bits() {
+			return cfg, fmt.Errorf("invalid --default-address-pool %q: want base=CIDR,size=N with N at least the base's prefix length", v)
+		}
+		cfg.Pools = append(cfg.Pools, pool)
+	}
+	return cfg, nil
 }
 
 // findBinary finds one of berth's helper binaries: next to the running

@@ -172,13 +172,35 @@ func (s *ContainerService) validateHostConfig(hc *containertypes.HostConfig) ([]
 		hc.NetworkMode = "bridge"
 	case mode == "bridge" || mode == "none" || mode == "host":
 	case strings.HasPrefix(mode, "container:"):
-		return nil, errdefs.ErrNotImplemented.WithMessage("network mode " + mode + " is not supported by berth yet")
+		if strings.TrimPrefix(mode, "container:") == "" {
+			return bad("invalid network mode: %s", mode)
+		}
+		if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
+			return bad("conflicting options: port publishing and the container type network mode")
+		}
+		if len(hc.DNS) > 0 || len(hc.DNSSearch) > 0 || len(hc.DNSOptions) > 0 {
+			return bad("conflicting options: dns and the network mode")
+		}
+		if len(hc.ExtraHosts) > 0 {
+			return bad("conflicting options: custom host-to-IP mapping and the network mode")
+		}
 	default:
 		// As docker: a network is looked up at start, not at create (a
 		// 404 from create would read to clients as a missing image).
 	}
-	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-		return nil, errdefs.ErrNotImplemented.WithMessage("publishing ports (-p, -P) is not supported by berth yet")
+	if hc.NetworkMode == "host" && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
+		warnings = append(warnings, "Published ports are discarded when using host network mode")
+		hc.PortBindings, hc.PublishAllPorts = nil, false
+	}
+	for p, bs := range hc.PortBindings {
+		if !p.IsValid() {
+			return bad("invalid port specification: %q", p.String())
+		}
+		for _, b := range bs {
+			if err := validHostPort(b.HostPort); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if hc.ShmSize < 0 {
 		return bad("SHM size can not be less than 0")
@@ -271,6 +293,24 @@ func logRotation(lc *containertypes.LogConfig) (maxSize int64, maxFiles int, err
 		maxSize = 0
 	}
 	return maxSize, maxFiles, nil
+}
+
+// validHostPort checks a binding's host port: empty, a port or a range.
+func validHostPort(s string) error {
+	if s == "" {
+		return nil
+	}
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err1 := strconv.ParseUint(lo, 10, 16)
+	b := a
+	var err2 error
+	if isRange {
+		b, err2 = strconv.ParseUint(hi, 10, 16)
+	}
+	if err1 != nil || err2 != nil || b < a {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid port specification: %q", s))
+	}
+	return nil
 }
 
 // checkNetwork refuses, at start, a network berth does not have: only

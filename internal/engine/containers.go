@@ -152,6 +152,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		}
 		_ = os.RemoveAll(b)
 	}
+	s.reconcileNetworks()
 	s.startAtBoot(stopped)
 	gcSnapshots(ctx, st)
 	return s, nil
@@ -214,6 +215,10 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		return containertypes.CreateResponse{}, err
 	}
 	warnings, err := s.validateHostConfig(&hc)
+	if err != nil {
+		return containertypes.CreateResponse{}, err
+	}
+	netSettings, err := initialNetworkSettings(&hc, req.NetworkingConfig)
 	if err != nil {
 		return containertypes.CreateResponse{}, err
 	}
@@ -311,6 +316,7 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
 		Ephemeral:      req.Ephemeral,
 	}
+	c.NetworkSettings = netSettings
 	if logDriver(&hc) == "json-file" {
 		c.LogPath = filepath.Join(dir, id+"-json.log")
 	}

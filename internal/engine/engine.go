@@ -14,6 +14,7 @@ import (
 	"github.com/berth-engine/berth/internal/distribution"
 	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/image"
+	"github.com/berth-engine/berth/internal/network"
 	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/userns"
@@ -58,6 +59,9 @@ type Stores struct {
 	Volumes *volume.Store
 	// Events is the event bus (nil: events are dropped).
 	Events *events.Bus
+	// Networks wires containers' networks (nil: the default bridge is a
+	// loopback-only namespace, as before networking existed).
+	Networks *network.Manager
 }
 
 func (c Config) logger() *slog.Logger {
@@ -89,6 +93,8 @@ type Services struct {
 	Events     *EventService
 	Volumes    *VolumeService
 	DiskUsage  *DiskUsageService
+	// Networks is nil when the daemon runs without networking.
+	Networks *NetworkService
 }
 
 // New opens the services over the stores, reconciling container state with
@@ -107,5 +113,6 @@ func New(ctx context.Context, cfg Config, st Stores, daemonID string) (*Services
 		System:     NewSystemService(cfg, st, containers, images, daemonID),
 		Events:     &EventService{bus: st.Events},
 		Volumes:    volumes,
+		Networks:   NewNetworkService(st.Networks, containers),
 	}, nil
 }

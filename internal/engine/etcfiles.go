@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/berth-engine/berth/internal/container"
@@ -41,6 +42,22 @@ func writeEtcFiles(c *container.Container) error {
 	} else {
 		hosts.WriteString(defaultHosts)
 	}
+	embeddedDNS := false
+	if ns := c.NetworkSettings; ns != nil && hc.NetworkMode != "host" {
+		// docker's line for the container itself, one per address.
+		for _, k := range sortedKeys(ns.Networks) {
+			es := ns.Networks[k]
+			if es.IPAddress.IsValid() {
+				fmt.Fprintf(&hosts, "%s\t%s\n", es.IPAddress, cfg.Hostname)
+			}
+			if es.GlobalIPv6Address.IsValid() {
+				fmt.Fprintf(&hosts, "%s\t%s\n", es.GlobalIPv6Address, cfg.Hostname)
+			}
+			if len(es.DNSNames) > 0 {
+				embeddedDNS = true
+			}
+		}
+	}
 	for _, h := range hc.ExtraHosts {
 		name, ip, ok := strings.Cut(h, ":")
 		if !ok {
@@ -59,10 +76,38 @@ func writeEtcFiles(c *container.Container) error {
 	if err != nil {
 		return err
 	}
+	if embeddedDNS {
+		// As docker on user-defined networks: the embedded DNS answers
+		// (and forwards to the servers above), with ndots:0.
+		resolv = embeddedResolvConf(resolv)
+	}
 	if err := os.WriteFile(c.ResolvConfPath, resolv, 0o644); err != nil {
 		return fmt.Errorf("write resolv.conf: %w", err)
 	}
 	return nil
+}
+
+// embeddedResolvConf points a resolv.conf at the embedded DNS server,
+// keeping its search domains and options.
+func embeddedResolvConf(orig []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("nameserver 127.0.0.11\n")
+	opts := []string{}
+	sc := bufio.NewScanner(bytes.NewReader(orig))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) > 1 && f[0] == "search":
+			b.WriteString(sc.Text() + "\n")
+		case len(f) > 1 && f[0] == "options":
+			opts = append(opts, f[1:]...)
+		}
+	}
+	if !slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+		opts = append([]string{"ndots:0"}, opts...)
+	}
+	fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	return b.Bytes()
 }
 
 // resolvConf derives a container's resolv.conf from the host's: loopback

@@ -98,8 +98,10 @@ func startErrorCode(msg string) int {
 // start brings a created or exited container up; callers hold e.op.
 func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	c := e.snapshot()
-	if err := checkNetwork(c.HostConfig); err != nil {
-		return err
+	if s.st.Networks == nil {
+		if err := checkNetwork(c.HostConfig); err != nil {
+			return err
+		}
 	}
 	bundle := s.cfg.bundleDir(c.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -124,6 +126,15 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err := s.mountRootfs(c, mounts, rootfs); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}
+	netnsPath, err := s.setUpNetwork(e, c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			s.tearDownNetwork(e)
+		}
+	}()
 	if err := writeEtcFiles(c); err != nil {
 		return err
 	}
@@ -163,6 +174,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		ResolvConfPath: c.ResolvConfPath,
 		Mounts:         userMounts,
 		InitPath:       s.cfg.ShimPath,
+		NetNSPath:      netnsPath,
 		CgroupParent:   s.cfg.CgroupParent,
 		CgroupV2:       oci.DetectCgroupV2(),
 		UIDMappings:    uidMaps,
@@ -338,6 +350,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
 	}
 	s.releaseMounts(exited)
+	s.tearDownNetwork(e)
 	_ = os.RemoveAll(bundle)
 	_ = os.Remove(s.cfg.shimSocket(id))
 	if err := s.persist(e); err != nil {
@@ -381,6 +394,7 @@ func (s *ContainerService) restore(ctx context.Context, e *entry) {
 	if err == nil && state.Status != "stopped" {
 		e.shim = client
 		s.reacquireMounts(c)
+		s.restoreNetwork(c)
 		s.restoreHealth(ctx, e, client)
 		s.log.Info("reattached running container", "id", c.ID, "pid", state.Pid)
 		go s.monitor(e, client, gen, exitFile)

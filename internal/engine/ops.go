@@ -317,6 +317,7 @@ func (s *ContainerService) Stats(ctx context.Context, id string, opts api.StatsO
 			return st
 		}
 		cg.fill(st)
+		fillNetworkStats(c, st)
 		return st
 	}
 	cur := sample()

@@ -64,6 +64,7 @@ func (s *ContainerService) Inspect(ctx context.Context, id string, size bool) (*
 			Networks:   networksOf(c),
 		},
 	}
+	r.NetworkSettings = inspectNetworkSettings(c)
 	if c.State.Running() {
 		r.GraphDriver.Data["MergedDir"] = filepath.Join(s.cfg.bundleDir(c.ID), "rootfs")
 	}
@@ -91,11 +92,31 @@ func (s *ContainerService) sizes(ctx context.Context, c *container.Container) (r
 }
 
 func networksOf(c *container.Container) map[string]*network.EndpointSettings {
+	if ns := c.NetworkSettings; ns != nil {
+		out := make(map[string]*network.EndpointSettings, len(ns.Networks))
+		for k, es := range ns.Networks {
+			out[k] = es.Copy()
+		}
+		return out
+	}
 	mode := string(c.HostConfig.NetworkMode)
 	if mode == "" {
 		mode = "bridge"
 	}
 	return map[string]*network.EndpointSettings{mode: {}}
+}
+
+// inspectNetworkSettings is inspect's NetworkSettings: the exposed ports
+// (unpublished ones with no bindings) and the attachments.
+func inspectNetworkSettings(c *container.Container) *containertypes.NetworkSettings {
+	ns := &containertypes.NetworkSettings{Ports: network.PortMap{}, Networks: networksOf(c)}
+	if rec := c.NetworkSettings; rec != nil {
+		ns.SandboxID, ns.SandboxKey = rec.SandboxID, rec.SandboxKey
+		for p, bs := range rec.Ports {
+			ns.Ports[p] = bs
+		}
+	}
+	return ns
 }
 
 func timeString(t time.Time) string {
@@ -136,7 +157,7 @@ func (s *ContainerService) List(ctx context.Context, opts api.ListOptions) ([]co
 			ImageID:         c.ImageID.String(),
 			Command:         c.CommandString(),
 			Created:         c.Created.Unix(),
-			Ports:           []containertypes.PortSummary{},
+			Ports:           portSummaries(c),
 			Labels:          c.Config.Labels,
 			State:           containertypes.ContainerState(c.State.Status),
 			Status:          c.StatusString(now),
@@ -178,9 +199,8 @@ type listFilter struct {
 	before, since              *container.Container
 	networks, expose, volumes  []string
 	health                     []string
-	// Filters on things berth containers do not have yet (published ports,
-	// issue 5; tasks; other isolations) match as docker would for a
-	// container without them.
+	// Filters on things berth containers do not have (tasks; other
+	// isolations) match as docker would for a container without them.
 	publish, isTask, isolation []string
 }
 
@@ -322,7 +342,7 @@ func (f *listFilter) match(c *container.Container) bool {
 	if f.ancestors != nil && !f.ancestors[c.ImageID.String()] {
 		return false
 	}
-	if len(f.networks) > 0 && !contains(f.networks, string(c.HostConfig.NetworkMode)) {
+	if len(f.networks) > 0 && !contains(f.networks, string(c.HostConfig.NetworkMode)) && !onNetworks(c, f.networks) {
 		return false
 	}
 	if len(f.expose) > 0 && !slices.ContainsFunc(f.expose, func(p string) bool {
@@ -340,7 +360,7 @@ func (f *listFilter) match(c *container.Container) bool {
 	}) {
 		return false
 	}
-	if len(f.publish) > 0 {
+	if len(f.publish) > 0 && !slices.ContainsFunc(f.publish, func(p string) bool { return publishes(c, p) }) {
 		return false
 	}
 	if len(f.health) > 0 {

@@ -61,7 +61,7 @@ func (s *SystemService) Info(ctx context.Context) (*system.Info, error) {
 		DriverStatus:      [][2]string{{"Backing Filesystem", backingFS(s.cfg.DataRoot)}},
 		Plugins: system.PluginsInfo{
 			Volume:  []string{},
-			Network: []string{"host", "none"},
+			Network: []string{"bridge", "host", "null"},
 			Log:     []string{"json-file", "none"},
 		},
 		MemoryLimit:        true,

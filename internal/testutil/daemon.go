@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-engine/berth/internal/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +36,9 @@ type Daemon struct {
 	CgroupParent string
 	LogPath      string
 	ExtraArgs    []string
+	// Bridge and NFTable are this daemon's default bridge and nftables
+	// table: unique, so daemons of parallel test runs never share them.
+	Bridge, NFTable string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -57,8 +63,25 @@ func NewDaemon(t testing.TB, binDir string, extraArgs ...string) *Daemon {
 		Socket:       filepath.Join(root, "berth.sock"),
 		CgroupParent: "/" + filepath.Base(root),
 		LogPath:      filepath.Join(root, "daemon.log"),
-		ExtraArgs:    extraArgs,
 	}
+	sfx := strings.ToLower(strings.TrimPrefix(filepath.Base(root), "bt-"))
+	if len(sfx) > 10 {
+		sfx = sfx[len(sfx)-10:]
+	}
+	d.Bridge, d.NFTable = "bt"+sfx, "berth_t"+sfx
+	var netArgs []string
+	if !slices.Contains(extraArgs, "--bridge") {
+		netArgs = append(netArgs, "--bridge", d.Bridge)
+	}
+	if !slices.Contains(extraArgs, "--nftables-table") {
+		netArgs = append(netArgs, "--nftables-table", d.NFTable)
+	}
+	if !slices.Contains(extraArgs, "--bip") && !slices.Contains(extraArgs, "--default-address-pool") {
+		// A random 10.x/16 split in /24s: the daemon still avoids every
+		// subnet already routed on the host.
+		netArgs = append(netArgs, "--default-address-pool", fmt.Sprintf("base=10.%d.0.0/16,size=24", 100+rand.IntN(150)))
+	}
+	d.ExtraArgs = append(netArgs, extraArgs...)
 	d.Host = "unix://" + d.Socket
 	t.Cleanup(func() { d.cleanup(t) })
 	return d
@@ -329,6 +352,9 @@ func (d *Daemon) cleanup(t testing.TB) {
 	killUnder(d.Root)
 	killCgroup(d.CgroupParent)
 	unmountUnder(d.Root)
+	if err := network.Cleanup(d.DataRoot, d.Bridge, d.NFTable); err != nil {
+		t.Errorf("remove the daemon's bridges and nftables table: %v", err)
+	}
 	removeCgroup(d.CgroupParent)
 	if t.Failed() {
 		t.Logf("daemon log (%s):\n%s", d.LogPath, tail(d.Log(), 200))

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+)
+
+// dockerBridgeAddr is the address of the bridge the runner makes for
+// dockerd in job (n) (a TEST-NET-2 range: routed nowhere).
+const dockerBridgeAddr = "198.51.100.1/24"
+
+func makeBridge(name, addr string) error {
+	_ = deleteBridge(name)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	a, err := netlink.ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrAdd(br, a); err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(br)
+}
+
+func deleteBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	return netlink.LinkDel(l)
+}
+
+// networkResult is job (n) for one engine.
+type networkResult struct {
+	BridgeMs   []float64 `json:"run_rm_bridge_ms"`
+	NoneMs     []float64 `json:"run_rm_none_ms"`
+	Busy       int       `json:"busy_containers"`
+	BusyMs     []float64 `json:"run_rm_bridge_busy_ms"`
+	BusyNoneMs []float64 `json:"run_rm_none_busy_ms"`
+	C2CGbps    []float64 `json:"container_to_container_gbit_s"`
+	HostPubGbp []float64 `json:"host_to_published_gbit_s"`
+	LoopGbps   []float64 `json:"loopback_gbit_s,omitempty"`
+	Errors     []string  `json:"errors,omitempty"`
+}
+
+// buildTCPBench compiles the static throughput probe into dir.
+func buildTCPBench(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "tcpbench")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/berth-engine/berth/bench/tcpbench")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tcpbench (run the bench from the berth module): %v: %s", err, b)
+	}
+	return out, nil
+}
+
+func gbps(out string) (float64, error) {
+	return strconv.ParseFloat(strings.TrimSpace(out), 64)
+}
+
+// jobNetwork is job (n): `run --rm` latency with the default bridge and
+// with --network none (engines taking turns run by run), the same with
+// `busy` containers running on the bridge, and TCP throughput
+// container→container on the bridge and host→published port on
+// 127.0.0.1, against host loopback.
+func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, busy, tputRuns int, secs float64) map[string]*networkResult {
+	res := map[string]*networkResult{}
+	for _, e := range es {
+		res[e.Name()] = &networkResult{Busy: busy}
+	}
+	loop := &networkResult{}
+	res["host"] = loop
+	tool, err := buildTCPBench(ctx, root)
+	if err != nil {
+		loop.Errors = append(loop.Errors, err.Error())
+		return res
+	}
+	rmRun := func(e engine, extra ...string) (float64, error) {
+		args := runArgs(e, append(append([]string{"--rm"}, extra...), "busybox", "true")...)
+		out := cli(ctx, e, args...)
+		reapOrphans()
+		if out.Err != nil {
+			return 0, out.Error(e.Name(), args)
+		}
+		return ms(out.Dur), nil
+	}
+	// Latency, bridge vs none.
+	for round := 0; round < warmup+runs && ctx.Err() == nil; round++ {
+		for k := range es {
+			e := es[(round+k)%len(es)]
+			r := res[e.Name()]
+			b, err := rmRun(e)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			n, err := rmRun(e, "--network", "none")
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			if round >= warmup {
+				r.BridgeMs = append(r.BridgeMs, b)
+				r.NoneMs = append(r.NoneMs, n)
+			}
+		}
+	}
+	// Throughput.
+	port := freeLocalPort()
+	for _, e := range es {
+		if ctx.Err() != nil {
+			break
+		}
+		r := res[e.Name()]
+		srvArgs := runArgs(e, "-d", "--name", "nbench-srv", "-v", tool+":/tcpbench:ro", "-p", "127.0.0.1:"+port+":5001", "busybox", "/tcpbench", "server", ":5001")
+		if out := cli(ctx, e, srvArgs...); out.Err != nil {
+			r.Errors = append(r.Errors, out.Error(e.Name(), srvArgs).Error())
+			continue
+		}
+		ipOut := cli(ctx, e, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "nbench-srv")
+		ip := strings.TrimSpace(ipOut.Stdout)
+		for i := 0; i < tputRuns && ctx.Err() == nil; i++ {
+			cargs := runArgs(e, "--rm", "-v", tool+":/tcpbench:ro", "busybox", "/tcpbench", "client", net.JoinHostPort(ip, "5001"), fmt.Sprint(secs))
+			out := cli(ctx, e, cargs...)
+			if g, err := gbps(out.Stdout); out.Err == nil && err == nil {
+				r.C2CGbps = append(r.C2CGbps, g)
+			} else {
+				r.Errors = append(r.Errors, fmt.Sprintf("container to container: %v %s", out.Err, out.Stderr))
+			}
+			hb, err := exec.CommandContext(ctx, tool, "client", "127.0.0.1:"+port, fmt.Sprint(secs)).Output()
+			if g, gerr := gbps(string(hb)); err == nil && gerr == nil {
+				r.HostPubGbp = append(r.HostPubGbp, g)
+			} else {
+				r.Errors = append(r.Errors, fmt.Sprintf("host to published port: %v", err))
+			}
+			measureLoopback(ctx, tool, loop, secs)
+		}
+		_ = cli(ctx, e, "rm", "-f", "nbench-srv")
+	}
+	// Start latency with busy containers on the bridge.
+	for _, e := range es {
+		if ctx.Err() != nil || busy <= 0 {
+			break
+		}
+		r := res[e.Name()]
+		var ids []string
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for i := 0; i < busy; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				args := runArgs(e, "-d", "busybox", "sleep", "100000")
+				out := cli(ctx, e, args...)
+				mu.Lock()
+				defer mu.Unlock()
+				if out.Err != nil {
+					r.Errors = append(r.Errors, out.Error(e.Name(), args).Error())
+					return
+				}
+				ids = append(ids, strings.TrimSpace(out.Stdout))
+			}()
+		}
+		wg.Wait()
+		slog.Info("network job: containers running", "engine", e.Name(), "n", len(ids))
+		// Bridge and none take turns, so the busy bridge figure compares
+		// with a none figure taken under the same load.
+		for i := 0; i < warmup+runs && ctx.Err() == nil; i++ {
+			d, err := rmRun(e)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			dn, err := rmRun(e, "--network", "none")
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			if i >= warmup {
+				r.BusyMs = append(r.BusyMs, d)
+				r.BusyNoneMs = append(r.BusyNoneMs, dn)
+			}
+		}
+		if len(ids) > 0 {
+			_ = cli(ctx, e, append([]string{"rm", "-f"}, ids...)...)
+		}
+	}
+	return res
+}
+
+func measureLoopback(ctx context.Context, tool string, r *networkResult, secs float64) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := exec.CommandContext(ctx, tool, "server", addr)
+	if err := srv.Start(); err != nil {
+		return
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	out, err := exec.CommandContext(ctx, tool, "client", addr, fmt.Sprint(secs)).Output()
+	if g, gerr := gbps(string(out)); err == nil && gerr == nil {
+		r.LoopGbps = append(r.LoopGbps, g)
+	}
+}
+
+func freeLocalPort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "18080"
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}
+
+func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) {
+	if len(res) == 0 {
+		return
+	}
+	loop := summarize(res["host"].LoopGbps).Median
+	fmt.Fprintf(w, "\n(n) networking: run --rm busybox true (median ms) and TCP throughput (256 KiB writes, median Gbit/s)\n")
+	fmt.Fprintf(w, "%-8s %8s %8s %8s %10s %10s %8s %8s %8s %8s\n", "engine", "bridge", "none", "br-none", "busy-br", "busy-none", "c2c", "c2c/lo", "host→pub", "pub/lo")
+	fmt.Fprintf(w, "%-8s %8s %8s %8s %10s %10s %8.2f %8s %8s %8s\n", "loopback", "-", "-", "-", "-", "-", loop, "1.00", "-", "-")
+	for _, n := range engines {
+		r := res[n]
+		if r == nil {
+			continue
+		}
+		b, no := summarize(r.BridgeMs).Median, summarize(r.NoneMs).Median
+		busy, busyNone := summarize(r.BusyMs).Median, summarize(r.BusyNoneMs).Median
+		c2c, pub := summarize(r.C2CGbps).Median, summarize(r.HostPubGbp).Median
+		fmt.Fprintf(w, "%-8s %8.1f %8.1f %8.1f %10.1f %10.1f %8.2f %8.2f %8.2f %8.2f\n", n, b, no, b-no, busy, busyNone, c2c, c2c/max(loop, 1e-9), pub, pub/max(loop, 1e-9))
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "  %s error: %s\n", n, e)
+		}
+	}
+	if len(engines) > 0 {
+		fmt.Fprintf(w, "busy: with %d containers running on the bridge, bridge and none taking turns\n", res[engines[0]].busyN())
+	}
+	fmt.Fprintln(w, "targets: berth bridge ≤ 1/5 of docker's; busy-br within 10% of busy-none and of none; c2c ≥ 0.90 of loopback; host→pub ≥ 2× docker's")
+}
+
+func (r *networkResult) busyN() int {
+	if r == nil {
+		return 0
+	}
+	return r.Busy
+}

@@ -1,0 +1,284 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ensureBridge creates (or adopts) a bridge with the network's gateway
+// addresses, up, with route_localnet so DNATed host-local traffic may leave
+// through it.
+func ensureBridge(n *Network) error {
+	l, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
+		}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU()}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
+		}
+		if l, err = netlink.LinkByName(n.Bridge); err != nil {
+			return err
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s exists and is not a bridge", n.Bridge)
+	}
+	want := []netip.Prefix{}
+	if n.Gateway.IsValid() {
+		want = append(want, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+	}
+	if n.Gateway6.IsValid() {
+		want = append(want, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
+	}
+	have, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
+	for _, p := range want {
+		found := false
+		for _, a := range have {
+			if a.IPNet != nil && a.IPNet.String() == p.String() {
+				found = true
+			}
+		}
+		if !found {
+			if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipnet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("address %s on %s: %w", p, n.Bridge, err)
+			}
+		}
+	}
+	_ = os.WriteFile("/proc/sys/net/ipv4/conf/"+n.Bridge+"/route_localnet", []byte("1"), 0o644)
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", n.Bridge, err)
+	}
+	return nil
+}
+
+func deleteLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	return netlink.LinkDel(l)
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	bits := 32
+	if p.Addr().Is6() {
+		bits = 128
+	}
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+// newNetNS creates a network namespace and bind-mounts it at path, so it
+// lives on without processes (across daemon restarts) until unmounted.
+func newNetNS(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("create netns file: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is left locked and so exits with the goroutine: it
+		// never returns to the daemon's namespace by a setns that could fail.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare netns: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind-mount netns: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// removeNetNS unmounts and removes a namespace file (missing is fine).
+func removeNetNS(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount netns %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// nsHandle opens a netlink handle inside the namespace at path.
+func nsHandle(path string) (*netlink.Handle, netns.NsHandle, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open netns %s: %w", path, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, 0, fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	return h, ns, nil
+}
+
+// linkConfig is one interface to add to a sandbox.
+type linkConfig struct {
+	HostName, Name string // host side (in the bridge), container side
+	Bridge         string
+	MAC            net.HardwareAddr
+	Addrs          []netip.Prefix
+	Gateway        netip.Addr // default IPv4 route ("" = none)
+	Gateway6       netip.Addr
+	// MTU is the veth's; RouteMTU the default routes' (0 = the link's).
+	MTU, RouteMTU int
+}
+
+// addVeth creates a veth pair with its peer directly in the namespace,
+// plugs the host end into the bridge and configures the peer.
+func addVeth(nsPath string, lc linkConfig) error {
+	br, err := netlink.LinkByName(lc.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", lc.Bridge, err)
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("open netns: %w", err)
+	}
+	defer ns.Close()
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: lc.HostName, MasterIndex: br.Attrs().Index, MTU: lc.MTU, TxQLen: -1},
+		PeerName:      lc.Name,
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if lc.MAC != nil {
+		veth.PeerHardwareAddr = lc.MAC
+	}
+	err = netlink.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		// The same container's veth of a run whose namespace the kernel
+		// is still destroying.
+		_ = deleteLink(lc.HostName)
+		err = netlink.LinkAdd(veth)
+	}
+	if err != nil {
+		return fmt.Errorf("create veth %s: %w", lc.HostName, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = deleteLink(lc.HostName)
+		}
+	}()
+	host, err := netlink.LinkByName(lc.HostName)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return err
+	}
+	_ = netlink.LinkSetHairpin(host, true)
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	peer, err := h.LinkByName(lc.Name)
+	if err != nil {
+		return err
+	}
+	for _, a := range lc.Addrs {
+		addr := &netlink.Addr{IPNet: ipnet(a)}
+		if a.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(peer, addr); err != nil {
+			return fmt.Errorf("address %s: %w", a, err)
+		}
+	}
+	if err := h.LinkSetUp(peer); err != nil {
+		return err
+	}
+	if lo, err := h.LinkByName("lo"); err == nil {
+		_ = h.LinkSetUp(lo)
+	}
+	if lc.Gateway.IsValid() {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway.AsSlice(), MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("default route via %s: %w", lc.Gateway, err)
+		}
+	}
+	if lc.Gateway6.IsValid() {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway6.AsSlice(), Family: netlink.FAMILY_V6, MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("default IPv6 route via %s: %w", lc.Gateway6, err)
+		}
+	}
+	ok = true
+	return nil
+}
+
+// uplinkMTU is the MTU of the device of the host's default route (1500
+// when there is none).
+func uplinkMTU() int {
+	routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
+				return l.Attrs().MTU
+			}
+		}
+	}
+	return 1500
+}
+
+// hostRoutes are the prefixes of the host's addresses and routes, which a
+// new network's subnet must not overlap.
+func hostRoutes() []netip.Prefix {
+	var out []netip.Prefix
+	routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 {
+			out = append(out, p)
+		}
+	}
+	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLoopback() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
+}
+
+// berthVeth reports whether a link name is one of berth's host-side veths.
+func berthVeth(name string) bool { return strings.HasPrefix(name, vethPrefix) }
+
+const vethPrefix = "bv"
