@@ -271,7 +271,9 @@ func TestStopTimeoutAndSignal(t *testing.T) {
 		t.Fatalf("exit code after stop timeout: %s", got)
 	}
 	// --stop-signal picks the signal stop sends.
-	id = strings.TrimSpace(d.MustBerth(t, "run", "-d", "--stop-signal", "USR1", "--stop-timeout", "30", "busybox", "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done"))
+	id = strings.TrimSpace(d.MustBerth(t, "run", "-d", "--stop-signal", "USR1", "--stop-timeout", "30", "busybox", "sh", "-c", "trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done"))
+	// PID 1 ignores a signal it has no handler for: stop once the trap is set.
+	eventually(t, "the trap", func() bool { return strings.Contains(d.MustBerth(t, "logs", id), "ready") })
 	d.MustBerth(t, "stop", id)
 	if got := inspectField(t, d, id, "{{.State.ExitCode}} {{.Config.StopSignal}}"); got != "7 USR1" {
 		t.Fatalf("stop with --stop-signal: %s", got)
