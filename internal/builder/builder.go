@@ -30,7 +30,6 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/user"
@@ -155,7 +154,7 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 		opts:   opts,
 		out:    out,
 		ctx:    bc,
-		lex:    shell.NewLex(res.EscapeToken),
+		escape: res.EscapeToken,
 		stages: stages,
 		used:   map[string]bool{},
 		mu:     &sync.Mutex{},

@@ -12,7 +12,6 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 func parseRun(t testing.TB, df string, opts api.BuildOptions) (*run, error) {
@@ -25,7 +24,7 @@ func parseRun(t testing.TB, df string, opts api.BuildOptions) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{opts: opts, lex: shell.NewLex(res.EscapeToken), stages: stages, used: map[string]bool{}, built: map[int]*stageState{}, mu: &sync.Mutex{}}
+	r := &run{opts: opts, escape: res.EscapeToken, stages: stages, used: map[string]bool{}, built: map[int]*stageState{}, mu: &sync.Mutex{}}
 	if err := r.metaArgs(meta); err != nil {
 		return nil, err
 	}

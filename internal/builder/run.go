@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/berth-engine/berth/internal/image/archive"
 	"io"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type run struct {
 	opts   api.BuildOptions
 	out    io.Writer
 	ctx    *buildContext
-	lex    *shell.Lex
+	escape rune // the Dockerfile's escape character, for newLex
 	stages []instructions.Stage
 	meta   map[string]*string  // ARGs before the first FROM
 	used   map[string]bool     // build args consumed (under mu)
@@ -107,6 +108,16 @@ func (r *run) buildStages(ctx context.Context, needed []int) error {
 			// to show: the output goes on to the one that failed.
 			defer func() {
 				outs[i].close(err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, context.Canceled))
+			}()
+			// A bug in a stage must fail this build, not take the daemon
+			// (and every running build) down with it.
+			defer func() {
+				if p := recover(); p != nil {
+					if sr.b.log != nil {
+						sr.b.log.Error("panic in build stage", "stage", i, "panic", p, "stack", string(debug.Stack()))
+					}
+					err = fmt.Errorf("internal error in build stage %d: %v", i, p)
+				}
 			}()
 			for _, j := range sr.deps(i) {
 				select {
@@ -204,7 +215,7 @@ func (r *run) metaArgs(args []instructions.ArgCommand) error {
 		for _, kv := range a.Args {
 			var v *string
 			if kv.Value != nil {
-				s, _, err := r.lex.ProcessWord(*kv.Value, r.metaEnv())
+				s, _, err := r.newLex().ProcessWord(*kv.Value, r.metaEnv())
 				if err != nil {
 					return errdefs.ErrInvalidArgument.WithMessage(err.Error())
 				}
@@ -230,8 +241,12 @@ func (r *run) metaEnv() shell.EnvGetter {
 	return shell.EnvsFromSlice(env)
 }
 
+// newLex returns a word expander. shell.Lex keeps state while it works,
+// and stages build in parallel, so each expansion gets its own.
+func (r *run) newLex() *shell.Lex { return shell.NewLex(r.escape) }
+
 func (r *run) expandMeta(s string) (string, error) {
-	out, _, err := r.lex.ProcessWord(s, r.metaEnv())
+	out, _, err := r.newLex().ProcessWord(s, r.metaEnv())
 	if err != nil {
 		return "", errdefs.ErrInvalidArgument.WithMessage(err.Error())
 	}
@@ -406,7 +421,7 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		env := st.env()
 		if err := ex.Expand(func(word string) (string, error) {
-			w, _, err := r.lex.ProcessWord(word, env)
+			w, _, err := r.newLex().ProcessWord(word, env)
 			return w, err
 		}); err != nil {
 			return errdefs.ErrInvalidArgument.WithMessage(err.Error())
@@ -453,7 +468,7 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 	case *instructions.MaintainerCommand:
 		st.cfg.Author = c.Maintainer
 	default:
-		err := archive.ApplyMetadata(cfg, cmd, r.lex, st.env(), &st.cmdSet)
+		err := archive.ApplyMetadata(cfg, cmd, r.newLex(), st.env(), &st.cmdSet)
 		if errors.Is(err, archive.ErrNotMetadata) {
 			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s is not supported by berth's builder", strings.ToUpper(cmd.Name())))
 		}
