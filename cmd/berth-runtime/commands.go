@@ -58,6 +58,8 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	}
 	consoleSocket := p.str("console-socket")
 
+	stopWarm := startCgroupWarm()
+	defer stopWarm()
 	spec, err := loadSpec(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return err
@@ -117,7 +119,9 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 		proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
 	}
 
-	if err := c.Start(proc); err != nil {
+	err = c.Start(proc)
+	stopWarm()
+	if err != nil {
 		return err
 	}
 	if pidFile != "" {
@@ -445,6 +449,8 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 			retErr = fmt.Errorf("exec failed: %w", retErr)
 		}
 	}()
+	stopWarm := startCgroupWarm()
+	defer stopWarm()
 	c, err := load(g, id)
 	if err != nil {
 		return err
@@ -517,7 +523,9 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 		sigs = make(chan os.Signal, 32)
 		signal.Notify(sigs)
 	}
-	if err := c.Run(proc); err != nil {
+	err = c.Run(proc)
+	stopWarm()
+	if err != nil {
 		return err
 	}
 	pid, err := proc.Pid()
