@@ -37,6 +37,19 @@ func (s *Store) Dir(id string) string { return filepath.Join(s.root, id) }
 
 // Save persists a record; the caller serialises writers of the same record.
 func (s *Store) Save(c *Container) error {
+	return s.save(c, fsutil.SyncAll)
+}
+
+// SaveState persists a record whose change is only its run state (started,
+// exited): atomically, but without waiting for the rename to reach the
+// disk. A host crash may then bring back the previous state, which is
+// harmless: no container survives a host crash, and start-up reconciles a
+// record that says running with its (gone) shim either way.
+func (s *Store) SaveState(c *Container) error {
+	return s.save(c, fsutil.SyncData)
+}
+
+func (s *Store) save(c *Container, mode fsutil.Sync) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID, err)
@@ -44,7 +57,7 @@ func (s *Store) Save(c *Container) error {
 	if err := os.MkdirAll(s.Dir(c.ID), 0o710); err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID, err)
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(s.Dir(c.ID), recordFile), b, 0o600)
+	return fsutil.WriteFileAtomicSync(filepath.Join(s.Dir(c.ID), recordFile), b, 0o600, mode)
 }
 
 // Delete removes a container's directory and record.

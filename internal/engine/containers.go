@@ -70,6 +70,10 @@ type entry struct {
 	// config.json), parsed once per run for execs and health probes.
 	execBase    *specs.Process
 	execBaseGen int
+	// shimDone is closed once the shim of the last run has finished with
+	// the container (the runtime has deleted it); nil when unknown. The
+	// shim reports the exit before that, so a new start waits for it.
+	shimDone <-chan struct{}
 }
 
 func newEntry(c *container.Container) *entry {
@@ -191,6 +195,14 @@ func (s *ContainerService) persist(e *entry) error {
 	e.smu.RLock()
 	defer e.smu.RUnlock()
 	return s.st.Containers.Save(e.c)
+}
+
+// persistState persists a change of the run state only (started, exited):
+// see container.Store.SaveState.
+func (s *ContainerService) persistState(e *entry) error {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	return s.st.Containers.SaveState(e.c)
 }
 
 // Create implements POST /containers/create.

@@ -101,6 +101,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err := checkNetwork(c.HostConfig); err != nil {
 		return err
 	}
+	s.awaitPreviousShim(ctx, e)
 	bundle := s.cfg.bundleDir(c.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
@@ -232,7 +233,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	}
 	s.startHealth(e, gen)
 	e.smu.Unlock()
-	if err := s.persist(e); err != nil {
+	if err := s.persistState(e); err != nil {
 		s.log.Error("persist running container", "id", c.ID, "err", err)
 	}
 	s.emitContainer(c, eventtypes.ActionStart, nil)
@@ -243,11 +244,40 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 
 // monitor waits for the container's exit through its shim and records it.
 func (s *ContainerService) monitor(e *entry, client *shim.Client, gen int, exitFile string) {
-	st, err := client.Wait(context.Background())
+	st, done, err := client.WaitDone(context.Background())
 	if err != nil {
 		st = s.exitFromFile(e.snapshot(), exitFile, err)
+	} else {
+		e.smu.Lock()
+		if e.runGen == gen {
+			e.shimDone = done
+		}
+		e.smu.Unlock()
 	}
 	s.handleExit(e, gen, st)
+}
+
+// shimDoneTimeout bounds how long a start waits for the previous run's
+// shim to finish deleting the container in the runtime.
+const shimDoneTimeout = 10 * time.Second
+
+// awaitPreviousShim waits until the shim of the container's previous run
+// is done with it; callers hold e.op.
+func (s *ContainerService) awaitPreviousShim(ctx context.Context, e *entry) {
+	e.smu.RLock()
+	done := e.shimDone
+	e.smu.RUnlock()
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(shimDoneTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+		s.log.Warn("previous shim still busy with the container; starting anyway", "id", e.c.ID)
+	}
 }
 
 // exitFromFile reads the status the shim recorded when it is gone. If the
@@ -328,8 +358,13 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	s.releaseMounts(exited)
 	_ = os.RemoveAll(bundle)
 	_ = os.Remove(s.cfg.shimSocket(id))
-	if err := s.persist(e); err != nil {
-		s.log.Error("persist exited container", "id", id, "err", err)
+	// An --rm container's record is deleted right below; if the daemon dies
+	// first, start-up finds it "running" with its shim gone, records the
+	// exit and removes it then.
+	if !autoRemove || restart {
+		if err := s.persistState(e); err != nil {
+			s.log.Error("persist exited container", "id", id, "err", err)
+		}
 	}
 	close(exitCh)
 	e.op.Unlock()
