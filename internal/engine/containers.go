@@ -16,6 +16,7 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/events"
+	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/shim"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
@@ -45,6 +46,9 @@ type ContainerService struct {
 	restarts restartState
 	// health runs the containers' health checks (health.go).
 	health healthMonitors
+	// trash deletes the bundles of exited containers in the background
+	// (start-up removes what a crash leaves: bundles without records).
+	trash fsutil.Trash
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)

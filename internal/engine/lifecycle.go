@@ -351,22 +351,28 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	}
 	s.emitContainer(exited, eventtypes.ActionDie, map[string]string{"exitCode": strconv.Itoa(st.Code)})
 
-	bundle := s.cfg.bundleDir(id)
-	if err := unmountRootfs(bundle); err != nil {
-		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
-	}
-	s.releaseMounts(exited)
-	_ = os.RemoveAll(bundle)
-	_ = os.Remove(s.cfg.shimSocket(id))
 	// An --rm container's record is deleted right below; if the daemon dies
 	// first, start-up finds it "running" with its shim gone, records the
-	// exit and removes it then.
+	// exit (from the exit file, still in the bundle) and removes it then.
 	if !autoRemove || restart {
 		if err := s.persistState(e); err != nil {
 			s.log.Error("persist exited container", "id", id, "err", err)
 		}
 	}
+	// Waiters (wait, stop, kill, docker run) have their answer now; whatever
+	// they do next with the container takes e.op, held until the cleanup
+	// below is done.
 	close(exitCh)
+
+	bundle := s.cfg.bundleDir(id)
+	if err := unmountRootfs(bundle); err != nil {
+		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
+		_ = os.RemoveAll(bundle)
+	} else {
+		_ = s.trash.Remove(bundle)
+	}
+	s.releaseMounts(exited)
+	_ = os.Remove(s.cfg.shimSocket(id))
 	e.op.Unlock()
 	s.log.Debug("container exited", "id", id, "code", st.Code, "restart", restart)
 	if restart {
@@ -638,7 +644,7 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 	if err := unmountRootfs(bundle); err != nil {
 		return s.failRemove(e, fmt.Errorf("unmount root filesystem: %w", err))
 	}
-	_ = os.RemoveAll(bundle)
+	_ = s.trash.Remove(bundle)
 	if err := s.st.Snapshots.Remove(ctx, cid); err != nil && !errdefs.IsNotFound(err) {
 		return s.failRemove(e, fmt.Errorf("remove root filesystem: %w", err))
 	}
