@@ -21,10 +21,11 @@ import (
 // stays where it was, and errors are ignored.
 
 // cgWarmInterval is well below a grace period, so the state never cools
-// between two writes; cgWarmMax bounds the whole thing.
+// between two writes (each costs a few µs of CPU); cgWarmMax bounds the
+// whole thing.
 const (
-	cgWarmInterval = time.Millisecond
-	cgWarmMax      = 200 * time.Millisecond
+	cgWarmInterval = 2 * time.Millisecond
+	cgWarmMax      = 100 * time.Millisecond
 )
 
 // startCgroupWarm starts the warming and returns the function that stops
