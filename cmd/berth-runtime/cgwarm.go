@@ -29,11 +29,19 @@ const (
 )
 
 // startCgroupWarm starts the warming and returns the function that stops
-// it (call it once the container's processes are in their cgroups).
-func startCgroupWarm() (stop func()) {
-	path := ownProcsFile()
-	if path == "" {
+// it (call it once the container's processes are in their cgroups). With
+// a target (the new container's cgroup, relative to the hierarchy root),
+// it also stops by itself as soon as that cgroup has a process: the writes
+// that needed the warm lock are done.
+func startCgroupWarm(target string) (stop func()) {
+	root, rel := ownCgroup()
+	if root == "" {
 		return func() {}
+	}
+	path := filepath.Join(root, rel, "cgroup.procs")
+	var targetProcs string
+	if filepath.IsAbs(target) {
+		targetProcs = filepath.Join(root, target, "cgroup.procs")
 	}
 	done := make(chan struct{})
 	go func() {
@@ -49,6 +57,9 @@ func startCgroupWarm() (stop func()) {
 		for {
 			// "0" is the writing process: it is already in this cgroup.
 			if _, err := f.WriteAt([]byte("0"), 0); err != nil {
+				return
+			}
+			if targetProcs != "" && hasProcess(targetProcs) {
 				return
 			}
 			select {
@@ -69,16 +80,18 @@ func startCgroupWarm() (stop func()) {
 	}
 }
 
-// ownProcsFile is the cgroup.procs file of this process's own cgroup: in
-// the cgroup v2 tree if there is one (pure v2, or the hybrid's unified
-// mount), else in the first v1 hierarchy whose mount point is found.
-func ownProcsFile() string {
+// ownCgroup finds this process's own cgroup: the root of its hierarchy
+// and its path there. The cgroup v2 tree comes first if there is one (pure
+// v2, or the hybrid's unified mount), else the first v1 hierarchy whose
+// mount point is found.
+func ownCgroup() (root, rel string) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	defer f.Close()
-	var v1 []string
+	type cand struct{ root, rel string }
+	var v1 []cand
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
@@ -88,28 +101,38 @@ func ownProcsFile() string {
 		rel := filepath.Clean(parts[2])
 		if parts[0] == "0" && parts[1] == "" {
 			for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-				p := filepath.Join(root, rel, "cgroup.procs")
-				if isCgroupFile(p) {
-					return p
+				if isCgroupFile(filepath.Join(root, rel, "cgroup.procs")) {
+					return root, rel
 				}
 			}
 			continue
 		}
 		for _, c := range strings.Split(parts[1], ",") {
-			c = strings.TrimPrefix(c, "name=")
-			v1 = append(v1, filepath.Join("/sys/fs/cgroup", c, rel, "cgroup.procs"))
+			v1 = append(v1, cand{filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(c, "name=")), rel})
 		}
-		v1 = append(v1, filepath.Join("/sys/fs/cgroup", strings.ReplaceAll(parts[1], "name=", ""), rel, "cgroup.procs"))
+		v1 = append(v1, cand{filepath.Join("/sys/fs/cgroup", strings.ReplaceAll(parts[1], "name=", "")), rel})
 	}
-	for _, p := range v1 {
-		if isCgroupFile(p) {
-			return p
+	for _, c := range v1 {
+		if isCgroupFile(filepath.Join(c.root, c.rel, "cgroup.procs")) {
+			return c.root, c.rel
 		}
 	}
-	return ""
+	return "", ""
 }
 
 func isCgroupFile(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// hasProcess reports whether a cgroup.procs file lists any process.
+func hasProcess(procs string) bool {
+	f, err := os.Open(procs)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [1]byte
+	n, _ := f.Read(b[:])
+	return n > 0
 }

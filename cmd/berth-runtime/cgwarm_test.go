@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,15 +15,21 @@ func TestCgroupWarmIsNoOp(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: writes cgroup.procs")
 	}
-	path := ownProcsFile()
-	if path == "" || !strings.HasSuffix(path, "/cgroup.procs") {
-		t.Fatalf("ownProcsFile = %q", path)
+	root, rel := ownCgroup()
+	path := filepath.Join(root, rel, "cgroup.procs")
+	if root == "" || !isCgroupFile(path) {
+		t.Fatalf("ownCgroup = %q, %q", root, rel)
+	}
+	if !hasProcess(path) {
+		t.Fatalf("%s lists no process", path)
 	}
 	before, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := startCgroupWarm()
+	// The target is our own cgroup, which has a process: the warming may
+	// stop at once, and stopping again is harmless.
+	stop := startCgroupWarm(rel)
 	// One write of our own, as the goroutine does, so that the test does
 	// not depend on when it runs.
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)

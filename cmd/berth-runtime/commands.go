@@ -58,12 +58,16 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	}
 	consoleSocket := p.str("console-socket")
 
-	stopWarm := startCgroupWarm()
-	defer stopWarm()
 	spec, err := loadSpec(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return err
 	}
+	var cgroupsPath string
+	if spec.Linux != nil {
+		cgroupsPath = spec.Linux.CgroupsPath
+	}
+	stopWarm := startCgroupWarm(cgroupsPath)
+	defer stopWarm()
 	if spec.Process.Terminal && consoleSocket == "" {
 		return errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
@@ -449,7 +453,7 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 			retErr = fmt.Errorf("exec failed: %w", retErr)
 		}
 	}()
-	stopWarm := startCgroupWarm()
+	stopWarm := startCgroupWarm("")
 	defer stopWarm()
 	c, err := load(g, id)
 	if err != nil {
