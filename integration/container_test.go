@@ -228,6 +228,9 @@ func TestContainerLifecycle(t *testing.T) {
 	if got := inspectField(t, d, "web", "{{.State.Status}}"); got != "running" {
 		t.Fatalf("after restart: %s", got)
 	}
+	// The shell is PID 1: a TERM that arrives before its trap is set is
+	// ignored (no handler), so wait for its second "up".
+	eventually(t, "output after the restart", func() bool { return strings.Count(d.MustBerth(t, "logs", "web"), "up") >= 2 })
 	// kill -s sends that signal.
 	d.MustBerth(t, "kill", "-s", "TERM", "web")
 	if out := strings.TrimSpace(d.MustBerth(t, "wait", "web")); out != "0" {
