@@ -380,7 +380,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		return
 	}
 	if autoRemove {
-		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.remove(context.Background(), id, api.RemoveOptions{Force: true, RemoveVolumes: true}, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Error("auto-remove", "id", id, "err", err)
 		}
 	}
@@ -572,8 +572,18 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	return nil
 }
 
-// Remove implements DELETE /containers/{id}.
+// Remove implements DELETE /containers/{id}. As docker's, it returns once
+// the runtime has let go of the container too (its cgroups and state): the
+// shim reports an exit before that (see awaitPreviousShim).
 func (s *ContainerService) Remove(ctx context.Context, id string, opts api.RemoveOptions) error {
+	return s.remove(ctx, id, opts, true)
+}
+
+// remove removes a container; with awaitShim it also waits for the shim of
+// its last run to finish deleting it in the runtime. An --rm container's
+// removal does not: `docker run --rm` is answered once the record is gone,
+// and the runtime's delete finishes on its own.
+func (s *ContainerService) remove(ctx context.Context, id string, opts api.RemoveOptions, awaitShim bool) error {
 	e, err := s.get(id)
 	if err != nil {
 		return err
@@ -666,6 +676,9 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 		// The image was force-removed while this container used it; its
 		// layers are no longer needed by anyone.
 		gcSnapshots(ctx, s.st)
+	}
+	if awaitShim {
+		s.awaitPreviousShim(ctx, e)
 	}
 	s.log.Debug("container removed", "id", cid)
 	return nil
