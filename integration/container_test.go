@@ -524,3 +524,27 @@ func TestVolatileRootfs(t *testing.T) {
 		t.Errorf("kept container's root on restart: %q", out)
 	}
 }
+
+// The shim reports a container's exit before the runtime has deleted it;
+// starting the container again at once (restart does: stop, then start in
+// the same call) must wait for that delete instead of failing on a
+// container the runtime still holds. A runtime whose delete is slow makes
+// the window wide.
+func TestRestartRightAfterExit(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "slow-delete-runtime")
+	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = delete ] && sleep 0.3 && break; done\nexec " + filepath.Join(binDir, "berth-runtime") + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := daemonWithBusybox(t, "--add-runtime", "slowdelete="+wrapper)
+	id := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--runtime", "slowdelete", "busybox", "sleep", "1000"))
+	for i := 0; i < 3; i++ {
+		if r := d.Berth(t, "restart", "-t", "0", id); r.ExitCode != 0 {
+			t.Fatalf("restart %d: %s", i, r)
+		}
+	}
+	if st := strings.TrimSpace(d.MustBerth(t, "inspect", "-f", "{{.State.Status}}", id)); st != "running" {
+		t.Fatalf("after the restarts: %s", st)
+	}
+	d.MustBerth(t, "rm", "-f", id)
+}

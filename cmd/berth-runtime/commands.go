@@ -62,6 +62,12 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	if err != nil {
 		return err
 	}
+	var cgroupsPath string
+	if spec.Linux != nil {
+		cgroupsPath = spec.Linux.CgroupsPath
+	}
+	stopWarm := startCgroupWarm(cgroupsPath)
+	defer stopWarm()
 	if spec.Process.Terminal && consoleSocket == "" {
 		return errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
@@ -120,7 +126,9 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 		proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
 	}
 
-	if err := c.Start(proc); err != nil {
+	err = c.Start(proc)
+	stopWarm()
+	if err != nil {
 		return err
 	}
 	if pidFile != "" {
@@ -448,6 +456,8 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 			retErr = fmt.Errorf("exec failed: %w", retErr)
 		}
 	}()
+	stopWarm := startCgroupWarm("")
+	defer stopWarm()
 	c, err := load(g, id)
 	if err != nil {
 		return err
@@ -523,7 +533,9 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 		sigs = make(chan os.Signal, 32)
 		signal.Notify(sigs)
 	}
-	if err := c.Run(proc); err != nil {
+	err = c.Run(proc)
+	stopWarm()
+	if err != nil {
 		return err
 	}
 	pid, err := proc.Pid()

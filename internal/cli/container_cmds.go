@@ -13,7 +13,6 @@ import (
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
-	"github.com/moby/sys/signal"
 	"github.com/moby/term"
 	"github.com/spf13/cobra"
 
@@ -104,8 +103,9 @@ func (c *berthCLI) runStart(ctx context.Context, o *startOptions, ids []string) 
 	}
 	if !ctr.Config.Tty {
 		sigc := notifyAllSignals()
+		sigc.wait()
 		go forwardAllSignals(context.WithoutCancel(ctx), api, ctr.ID, sigc)
-		defer signal.StopCatch(sigc)
+		defer sigc.stop()
 	}
 	attachCtx, attachCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer attachCancel()

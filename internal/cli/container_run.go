@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/moby/moby/client"
-	"github.com/moby/sys/signal"
 	"github.com/moby/term"
 	"github.com/spf13/cobra"
 )
@@ -85,6 +83,14 @@ func (c *berthCLI) runContainer(cmd *cobra.Command, o *runOptions, copts *contai
 		o.sigProxy = false
 	}
 
+	attach := config.AttachStdin || config.AttachStdout || config.AttachStderr
+	var sigc *signalCatch
+	if attach && o.sigProxy {
+		// Caught from before the start on; registering takes a while, so it
+		// runs alongside the create and attach requests.
+		sigc = notifyAllSignals()
+		defer sigc.stop()
+	}
 	id, err := c.createContainer(ctx, cfg, &o.createOptions)
 	if err != nil {
 		return toStatusError(wrapConnError(c.hostOrDefault(), err), cmd)
@@ -94,10 +100,9 @@ func (c *berthCLI) runContainer(cmd *cobra.Command, o *runOptions, copts *contai
 		return err
 	}
 
-	attach := config.AttachStdin || config.AttachStdout || config.AttachStderr
 	var attachWait func(statusC <-chan int, startErr error) error
 	if attach {
-		attachWait, err = c.setupContainerAttach(ctx, api, id, o, cfg)
+		attachWait, err = c.setupContainerAttach(ctx, api, id, o, cfg, sigc)
 		if err != nil {
 			return err
 		}
@@ -114,6 +119,9 @@ func (c *berthCLI) runContainer(cmd *cobra.Command, o *runOptions, copts *contai
 		fmt.Fprintln(c.out, id)
 	}
 
+	if sigc != nil {
+		sigc.wait()
+	}
 	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		if attach {
 			_ = attachWait(statusC, err)
@@ -131,7 +139,7 @@ func (c *berthCLI) runContainer(cmd *cobra.Command, o *runOptions, copts *contai
 
 // setupContainerAttach attaches to the created container and returns the
 // function that, after the start, waits for the output and the exit code.
-func (c *berthCLI) setupContainerAttach(ctx context.Context, api client.APIClient, id string, o *runOptions, cfg *containerConfig) (func(<-chan int, error) error, error) {
+func (c *berthCLI) setupContainerAttach(ctx context.Context, api client.APIClient, id string, o *runOptions, cfg *containerConfig, sigc *signalCatch) (func(<-chan int, error) error, error) {
 	config := cfg.Config
 	detachKeys := o.detachKeys
 	// The stream must outlive a canceled command context: it ends when the
@@ -153,16 +161,14 @@ func (c *berthCLI) setupContainerAttach(ctx context.Context, api client.APIClien
 	if config.Tty && c.out.IsTerminal() {
 		ttyStarted = c.monitorTtySize(attachCtx, api, id)
 	}
-	var sigc chan os.Signal
-	if o.sigProxy {
-		sigc = notifyAllSignals()
+	if sigc != nil {
 		go forwardAllSignals(context.WithoutCancel(ctx), api, id, sigc)
 	}
 	return func(statusC <-chan int, startErr error) error {
 		defer attachCancel()
 		defer closeFn()
 		if sigc != nil {
-			defer signal.StopCatch(sigc)
+			defer sigc.stop()
 		}
 		if startErr != nil {
 			attachCancel()

@@ -20,7 +20,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
-	"github.com/moby/sys/signal"
 	"github.com/moby/term"
 	"github.com/spf13/cobra"
 )
@@ -258,7 +257,8 @@ func (c *berthCLI) runAttach(ctx context.Context, o *attachCmdOptions, name stri
 	}
 	if o.sigProxy && !cfg.Tty {
 		sigc := notifyAllSignals()
-		defer signal.StopCatch(sigc)
+		sigc.wait()
+		defer sigc.stop()
 		go forwardAllSignals(streamCtx, api, ctr.ID, sigc)
 	}
 	select {

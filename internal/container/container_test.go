@@ -108,6 +108,25 @@ func TestStoreRoundTripAndOrphans(t *testing.T) {
 	if _, err := os.Stat(s.Dir(c.ID)); !os.IsNotExist(err) {
 		t.Fatalf("dir remains after delete: %v", err)
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".trash-") {
+			t.Errorf("deleted directory left after Close: %s", e.Name())
+		}
+	}
+	// What a crash leaves in the trash goes at the next start.
+	if err := os.MkdirAll(filepath.Join(root, ".trash-"+c.ID+"-x", "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStore(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".trash-"+c.ID+"-x")); !os.IsNotExist(err) {
+		t.Errorf("trash survived NewStore: %v", err)
+	}
 }
 
 func TestStatusString(t *testing.T) {

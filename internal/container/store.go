@@ -21,7 +21,8 @@ const recordFile = "container.json"
 // root/<id>/, next to the container's logs and /etc files. Writes are atomic;
 // a record that cannot be read at start-up is reported, not fatal.
 type Store struct {
-	root string
+	root  string
+	trash fsutil.Trash
 }
 
 // NewStore opens (creating) the container store at root.
@@ -29,7 +30,17 @@ func NewStore(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o710); err != nil {
 		return nil, fmt.Errorf("container store: %w", err)
 	}
+	// Directories of removed containers a crash left half deleted.
+	if err := fsutil.EmptyTrash(root); err != nil {
+		return nil, fmt.Errorf("container store: %w", err)
+	}
 	return &Store{root: root}, nil
+}
+
+// Close waits for the deletions of removed containers' directories.
+func (s *Store) Close() error {
+	s.trash.Wait()
+	return nil
 }
 
 // Dir is the container's own directory (logs, hosts, hostname, resolv.conf).
@@ -37,6 +48,19 @@ func (s *Store) Dir(id string) string { return filepath.Join(s.root, id) }
 
 // Save persists a record; the caller serialises writers of the same record.
 func (s *Store) Save(c *Container) error {
+	return s.save(c, fsutil.SyncAll)
+}
+
+// SaveState persists a record whose change is only its run state (started,
+// exited): atomically, but without waiting for the rename to reach the
+// disk. A host crash may then bring back the previous state, which is
+// harmless: no container survives a host crash, and start-up reconciles a
+// record that says running with its (gone) shim either way.
+func (s *Store) SaveState(c *Container) error {
+	return s.save(c, fsutil.SyncData)
+}
+
+func (s *Store) save(c *Container, mode fsutil.Sync) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID, err)
@@ -44,7 +68,7 @@ func (s *Store) Save(c *Container) error {
 	if err := os.MkdirAll(s.Dir(c.ID), 0o710); err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID, err)
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(s.Dir(c.ID), recordFile), b, 0o600)
+	return fsutil.WriteFileAtomicSync(filepath.Join(s.Dir(c.ID), recordFile), b, 0o600, mode)
 }
 
 // Delete removes a container's directory and record.
@@ -55,7 +79,10 @@ func (s *Store) Delete(id string) error {
 	if err := os.Remove(filepath.Join(s.Dir(id), recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
-	if err := os.RemoveAll(s.Dir(id)); err != nil {
+	// The directory (logs, /etc files) goes in the background: once the
+	// record is gone nothing reads it, and NewStore deletes what a crash
+	// leaves.
+	if err := s.trash.Remove(s.Dir(id)); err != nil {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	return nil

@@ -326,6 +326,7 @@ func openStores(ctx context.Context, opts Options, log *slog.Logger) (engine.Sto
 	if st.Containers, err = container.NewStore(filepath.Join(opts.DataRoot, "containers")); err != nil {
 		return fail(err)
 	}
+	closers = append(closers, func() { _ = st.Containers.Close() })
 	if st.Volumes, err = volume.Open(filepath.Join(opts.DataRoot, "volumes")); err != nil {
 		return fail(fmt.Errorf("volumes: %w", err))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/events"
+	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/shim"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
@@ -47,6 +48,9 @@ type ContainerService struct {
 	health healthMonitors
 	// userns is the --userns-remap namespace for idmapped mounts (userns.go).
 	userns usernsState
+	// trash deletes the bundles of exited containers in the background
+	// (start-up removes what a crash leaves: bundles without records).
+	trash fsutil.Trash
 }
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -72,6 +76,10 @@ type entry struct {
 	// config.json), parsed once per run for execs and health probes.
 	execBase    *specs.Process
 	execBaseGen int
+	// shimDone is closed once the shim of the last run has finished with
+	// the container (the runtime has deleted it); nil when unknown. The
+	// shim reports the exit before that, so a new start waits for it.
+	shimDone <-chan struct{}
 }
 
 func newEntry(c *container.Container) *entry {
@@ -195,6 +203,14 @@ func (s *ContainerService) persist(e *entry) error {
 	e.smu.RLock()
 	defer e.smu.RUnlock()
 	return s.st.Containers.Save(e.c)
+}
+
+// persistState persists a change of the run state only (started, exited):
+// see container.Store.SaveState.
+func (s *ContainerService) persistState(e *entry) error {
+	e.smu.RLock()
+	defer e.smu.RUnlock()
+	return s.st.Containers.SaveState(e.c)
 }
 
 // Create implements POST /containers/create.

@@ -103,6 +103,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 			return err
 		}
 	}
+	s.awaitPreviousShim(ctx, e)
 	bundle := s.cfg.bundleDir(c.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
@@ -256,7 +257,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	}
 	s.startHealth(e, gen)
 	e.smu.Unlock()
-	if err := s.persist(e); err != nil {
+	if err := s.persistState(e); err != nil {
 		s.log.Error("persist running container", "id", c.ID, "err", err)
 	}
 	s.emitContainer(c, eventtypes.ActionStart, nil)
@@ -267,11 +268,40 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 
 // monitor waits for the container's exit through its shim and records it.
 func (s *ContainerService) monitor(e *entry, client *shim.Client, gen int, exitFile string) {
-	st, err := client.Wait(context.Background())
+	st, done, err := client.WaitDone(context.Background())
 	if err != nil {
 		st = s.exitFromFile(e.snapshot(), exitFile, err)
+	} else {
+		e.smu.Lock()
+		if e.runGen == gen {
+			e.shimDone = done
+		}
+		e.smu.Unlock()
 	}
 	s.handleExit(e, gen, st)
+}
+
+// shimDoneTimeout bounds how long a start waits for the previous run's
+// shim to finish deleting the container in the runtime.
+const shimDoneTimeout = 10 * time.Second
+
+// awaitPreviousShim waits until the shim of the container's previous run
+// is done with it; callers hold e.op.
+func (s *ContainerService) awaitPreviousShim(ctx context.Context, e *entry) {
+	e.smu.RLock()
+	done := e.shimDone
+	e.smu.RUnlock()
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(shimDoneTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+		s.log.Warn("previous shim still busy with the container; starting anyway", "id", e.c.ID)
+	}
 }
 
 // exitFromFile reads the status the shim recorded when it is gone. If the
@@ -345,18 +375,29 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 	}
 	s.emitContainer(exited, eventtypes.ActionDie, map[string]string{"exitCode": strconv.Itoa(st.Code)})
 
+	// An --rm container's record is deleted right below; if the daemon dies
+	// first, start-up finds it "running" with its shim gone, records the
+	// exit (from the exit file, still in the bundle) and removes it then.
+	if !autoRemove || restart {
+		if err := s.persistState(e); err != nil {
+			s.log.Error("persist exited container", "id", id, "err", err)
+		}
+	}
+	// Waiters (wait, stop, kill, docker run) have their answer now; whatever
+	// they do next with the container takes e.op, held until the cleanup
+	// below is done.
+	close(exitCh)
+
 	bundle := s.cfg.bundleDir(id)
 	if err := unmountRootfs(bundle); err != nil {
 		s.log.Error("unmount rootfs after exit", "id", id, "err", err)
+		_ = os.RemoveAll(bundle)
+	} else {
+		_ = s.trash.Remove(bundle)
 	}
 	s.releaseMounts(exited)
 	s.tearDownNetwork(e)
-	_ = os.RemoveAll(bundle)
 	_ = os.Remove(s.cfg.shimSocket(id))
-	if err := s.persist(e); err != nil {
-		s.log.Error("persist exited container", "id", id, "err", err)
-	}
-	close(exitCh)
 	e.op.Unlock()
 	s.log.Debug("container exited", "id", id, "code", st.Code, "restart", restart)
 	if restart {
@@ -364,7 +405,7 @@ func (s *ContainerService) handleExit(e *entry, gen int, st shim.ExitStatus) {
 		return
 	}
 	if autoRemove {
-		if err := s.Remove(context.Background(), id, api.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.remove(context.Background(), id, api.RemoveOptions{Force: true, RemoveVolumes: true}, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Error("auto-remove", "id", id, "err", err)
 		}
 	}
@@ -557,8 +598,18 @@ func (s *ContainerService) Kill(ctx context.Context, id, sigName string) error {
 	return nil
 }
 
-// Remove implements DELETE /containers/{id}.
+// Remove implements DELETE /containers/{id}. As docker's, it returns once
+// the runtime has let go of the container too (its cgroups and state): the
+// shim reports an exit before that (see awaitPreviousShim).
 func (s *ContainerService) Remove(ctx context.Context, id string, opts api.RemoveOptions) error {
+	return s.remove(ctx, id, opts, true)
+}
+
+// remove removes a container; with awaitShim it also waits for the shim of
+// its last run to finish deleting it in the runtime. An --rm container's
+// removal does not: `docker run --rm` is answered once the record is gone,
+// and the runtime's delete finishes on its own.
+func (s *ContainerService) remove(ctx context.Context, id string, opts api.RemoveOptions, awaitShim bool) error {
 	e, err := s.get(id)
 	if err != nil {
 		return err
@@ -629,7 +680,7 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 	if err := unmountRootfs(bundle); err != nil {
 		return s.failRemove(e, fmt.Errorf("unmount root filesystem: %w", err))
 	}
-	_ = os.RemoveAll(bundle)
+	_ = s.trash.Remove(bundle)
 	if err := s.st.Snapshots.Remove(ctx, cid); err != nil && !errdefs.IsNotFound(err) {
 		return s.failRemove(e, fmt.Errorf("remove root filesystem: %w", err))
 	}
@@ -651,6 +702,9 @@ func (s *ContainerService) Remove(ctx context.Context, id string, opts api.Remov
 		// The image was force-removed while this container used it; its
 		// layers are no longer needed by anyone.
 		gcSnapshots(ctx, s.st)
+	}
+	if awaitShim {
+		s.awaitPreviousShim(ctx, e)
 	}
 	s.log.Debug("container removed", "id", cid)
 	return nil

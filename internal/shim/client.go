@@ -105,6 +105,52 @@ func (c *Client) Wait(ctx context.Context) (ExitStatus, error) {
 	return *resp.Exit, nil
 }
 
+// WaitDone is Wait that also tells when the shim is done with the
+// container: the shim answers as soon as the container has exited, then
+// has the runtime delete it (its cgroups and runtime state) and exits.
+// done is closed when that is over (or the connection otherwise ends), so
+// that the container is not created again while the old one still exists
+// in the runtime.
+func (c *Client) WaitDone(ctx context.Context) (st ExitStatus, done <-chan struct{}, err error) {
+	conn, stop, err := c.dial(ctx)
+	if err != nil {
+		return ExitStatus{}, nil, err
+	}
+	ok := false
+	defer func() {
+		stop()
+		if !ok {
+			conn.Close()
+		}
+	}()
+	if err := writeRequest(conn, wire.Request{Op: wire.OpWait}); err != nil {
+		return ExitStatus{}, nil, c.lost(ctx, err)
+	}
+	br := bufio.NewReaderSize(conn, 1024)
+	line, err := readLineLimited(br)
+	if err != nil {
+		return ExitStatus{}, nil, c.lost(ctx, err)
+	}
+	resp, err := c.decode(line)
+	if err != nil {
+		return ExitStatus{}, nil, err
+	}
+	if resp.Exit == nil {
+		return ExitStatus{}, nil, fmt.Errorf("shim %s: exit status missing from the response", c.socket)
+	}
+	if !stop() {
+		return ExitStatus{}, nil, ctx.Err()
+	}
+	ok = true
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		defer conn.Close()
+		_, _ = io.Copy(io.Discard, br)
+	}()
+	return *resp.Exit, ch, nil
+}
+
 // Attach opens an attach stream. Reading the returned connection yields
 // the container's output: raw bytes for a TTY container, docker's stdcopy
 // frames otherwise; it ends (EOF) once the container's output is drained.

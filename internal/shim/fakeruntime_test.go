@@ -299,3 +299,83 @@ func TestUnknownContainerKill(t *testing.T) {
 		t.Errorf("Kill on a gone shim: %v, want unavailable", err)
 	}
 }
+
+// The exit is reported before the runtime deletes the container: WaitDone
+// returns while the delete still runs, with the socket already gone (so a
+// new shim could take its path), and done closes once the delete is over.
+// The daemon removes the bundle as soon as it has the exit; the delete
+// still gets its log (on an inherited descriptor).
+func TestWaitDoneBeforeDelete(t *testing.T) {
+	requireRuntime(t)
+	rt := fakeRuntime(t, `
+case $cmd in
+create) sleep 1000 </dev/null >/dev/null 2>&1 &
+        echo $! > $pidfile; echo $! > $state/pid; exit 0 ;;
+kill)   kill -9 $(cat $state/pid); exit 0 ;;
+delete) touch $state/deleting
+        while [ ! -e $state/release ]; do sleep 0.01; done
+        echo '{"level":"info","msg":"deleted","time":"2024-05-01T10:00:00Z"}' >> $log || touch $state/logfail
+        touch $state/deleted; exit 0 ;;
+esac
+exit 0`)
+	state := filepath.Dir(rt)
+	c := fakeContainer(t, rt)
+	ctx := testCtx(t)
+	client, pid := c.spawn(ctx)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if err := client.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	type result struct {
+		st   shim.ExitStatus
+		done <-chan struct{}
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		st, done, err := client.WaitDone(ctx)
+		got <- result{st, done, err}
+	}()
+	if err := client.Kill(ctx, syscall.SIGKILL, false); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	r := <-got
+	if r.err != nil || r.st.Code != 137 {
+		t.Fatalf("WaitDone = %+v, %v", r.st, r.err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "deleted")); err == nil {
+		t.Fatal("the exit was reported only after the runtime's delete")
+	}
+	if _, err := os.Lstat(c.cfg.Socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after the exit was reported: %v", err)
+	}
+	select {
+	case <-r.done:
+		t.Fatal("done closed while the delete still runs")
+	default:
+	}
+	if err := os.RemoveAll(c.cfg.Bundle); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		t.Fatal("done never closed")
+	}
+	if _, err := os.Stat(filepath.Join(state, "deleted")); err != nil {
+		t.Errorf("delete did not finish before done: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "logfail")); err == nil {
+		t.Error("the delete could not write its log once the bundle was gone")
+	}
+	for len(shimPids(c.cfg.Bundle)) > 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("shim did not exit")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -196,7 +196,13 @@ func newContainer(t *testing.T, s spec) *container {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// Kill the shim if a failed test left it, then the container.
+		// A shim whose container has exited (the exit file is written
+		// first) is still having the runtime delete it: let it finish, or
+		// that delete would run on behind this cleanup. Kill any shim a
+		// failed test left, then the container.
+		if _, err := os.Stat(c.cfg.ExitFile); err == nil {
+			waitShimsGone(bundle)
+		}
 		for _, pid := range shimPids(bundle) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -297,6 +303,16 @@ func (c *container) runtimeState() string {
 }
 
 // shimPids lists live shims whose command line names something in bundle.
+// waitShimsGone waits for the shims of bundle to exit by themselves: a
+// shim whose container exited does so once the runtime has deleted it and
+// its clients had their grace. The bound only keeps a broken shim from
+// hanging the cleanup (which then kills it).
+func waitShimsGone(bundle string) {
+	for i := 0; i < 3000 && len(shimPids(bundle)) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func shimPids(bundle string) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")

@@ -37,7 +37,9 @@ func Spawn(ctx context.Context, shimBinary string, cfg Config) (c *Client, pid i
 	}
 	data := wire.AppendConfig(nil, cfg)
 	cfgPath := filepath.Join(cfg.Bundle, "shim.json")
-	if err := fsutil.WriteFileAtomic(cfgPath, data, 0o600); err != nil {
+	// The bundle is in the exec-root, whose content means nothing after a
+	// reboot: atomic, not durable.
+	if err := fsutil.WriteFileAtomicSync(cfgPath, data, 0o600, fsutil.SyncNone); err != nil {
 		return nil, 0, fmt.Errorf("write shim config: %w", err)
 	}
 

@@ -348,6 +348,10 @@ func (d *Daemon) cleanup(t testing.TB) {
 			}
 		}
 		d.Stop(t)
+		// Shims of removed containers finish their runtime delete and
+		// exit by themselves; killing them mid-way would leave that
+		// delete behind.
+		waitGoneUnder(d.Root)
 	}
 	killUnder(d.Root)
 	killCgroup(d.CgroupParent)
@@ -375,6 +379,14 @@ func tail(s string, n int) string {
 // killUnder kills processes whose command line mentions root: the shims of
 // this daemon (their config lives under its exec-root).
 func killUnder(root string) {
+	for _, pid := range pidsUnder(root) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// pidsUnder lists the processes whose command line mentions root.
+func pidsUnder(root string) []int {
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -383,8 +395,18 @@ func killUnder(root string) {
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && bytes.Contains(b, []byte(root+"/")) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
+	}
+	return pids
+}
+
+// waitGoneUnder waits a little for the processes under root to exit by
+// themselves (the bound only keeps a stuck one from holding the cleanup,
+// which then kills it).
+func waitGoneUnder(root string) {
+	for i := 0; i < 500 && len(pidsUnder(root)) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -237,12 +237,17 @@ func (m *monitor) resize(height, width uint16) error {
 
 // wait answers when the container has exited. The connection stays
 // registered until then; reading it notices a client that gives up.
+//
+// After the reply the connection stays open until the runtime has deleted
+// the container, then closes: EOF tells a waiter that the shim is done
+// with it.
 func (m *monitor) wait(conn *os.File) {
 	m.mu.Lock()
 	if m.exit != nil {
 		st := *m.exit
 		m.mu.Unlock()
 		_ = reply(conn, wire.Response{Exit: &st})
+		<-m.deleted
 		conn.Close()
 		return
 	}

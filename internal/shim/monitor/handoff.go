@@ -154,7 +154,7 @@ func Run(configPath string) int {
 }
 
 func newMonitor(cfg wire.Config) *monitor {
-	return &monitor{cfg: cfg, waiters: map[*os.File]struct{}{}}
+	return &monitor{cfg: cfg, waiters: map[*os.File]struct{}{}, deleted: make(chan struct{})}
 }
 
 // setup prepares what both stages need: the subreaper bit, /dev/null for
@@ -268,7 +268,9 @@ func resume(cfg wire.Config, h handoff, syncPipe *os.File) int {
 	if err := m.setup(h.Runtime); err != nil {
 		return fail(err)
 	}
-	m.ln = &listener{f: os.NewFile(uintptr(h.Listener), cfg.Socket), path: cfg.Socket}
+	// The socket file is still the first stage's: the daemon, which alone
+	// would start another shim for this container, waits for our report.
+	m.ln = newListener(os.NewFile(uintptr(h.Listener), cfg.Socket), cfg.Socket)
 	var logOut, logErr io.Writer
 	if cfg.LogPath != "" {
 		w, err := jsonfile.OpenWriter(cfg.LogPath, jsonfile.WriterOptions{MaxSize: cfg.LogMaxSize, MaxFiles: cfg.LogMaxFiles, NonBlocking: cfg.LogNonBlocking})

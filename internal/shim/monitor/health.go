@@ -231,7 +231,7 @@ func (p *prober) probe() wire.HealthResult {
 	_ = os.Remove(p.pidFile)
 	timeout := time.NewTimer(p.cfg.Timeout)
 	defer timeout.Stop()
-	rtPid, rtCh, err := p.m.rt.reaper.start(p.argv, [3]*os.File{p.m.null, w, w})
+	rtPid, rtCh, err := p.m.rt.reaper.start(p.argv, []*os.File{p.m.null, w, w})
 	w.Close()
 	if err != nil {
 		r.Close()

@@ -102,8 +102,9 @@ type monitor struct {
 	initDone bool             // the init was reaped; the exit is being recorded
 	exit     *wire.ExitStatus // set once the exit file is written
 	waiters  map[*os.File]struct{}
-	busy     inflight // requests being answered
-	health   *prober  // the health check, once started (health.go)
+	deleted  chan struct{} // closed once the runtime has deleted the exited container
+	busy     inflight      // requests being answered
+	health   *prober       // the health check, once started (health.go)
 	trim     trimmer
 }
 
@@ -308,11 +309,10 @@ func (m *monitor) createTTY(args []string) error {
 		got <- result{f, err}
 	}()
 
-	out, err := os.CreateTemp(m.cfg.Bundle, ".runtime-out-*")
+	out, err := outputFile(m.cfg.Bundle)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	os.Remove(out.Name())
 	defer out.Close()
 	ws, logOff, err := m.rt.exec([3]*os.File{m.null, out, out}, append(args, "--console-socket", conPath, m.cfg.ID)...)
 	if err == nil && !succeeded(ws) {
@@ -446,13 +446,15 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 		}
 	}
 	st.OOMKilled = readOOMKills(m.oomFile) > m.oomBase
-	if err := m.rt.run("delete", "--force", m.cfg.ID); err != nil {
-		logWarn("delete container", "err", err)
-		st.Error = "runtime delete: " + err.Error()
-	}
 	m.closeOutputs()
 	if err := writeExitFile(m.cfg.ExitFile, st); err != nil {
 		logError("record exit status", "err", err)
+	}
+	// The runtime's log is held open from here on: once the waiters have
+	// the exit, the daemon may remove the bundle at any moment.
+	if f, err := os.OpenFile(m.rt.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_CLOEXEC, 0o644); err == nil {
+		m.rt.logFile, m.rt.logByFd = f, true
+		defer f.Close()
 	}
 
 	m.mu.Lock()
@@ -461,8 +463,22 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	waiters := m.waiters
 	m.waiters = nil
 	m.mu.Unlock()
+	// The exit is reported before the runtime deletes the container (its
+	// cgroups and state), which takes a Go process start: the daemon needs
+	// nothing of that to record the exit and answer `wait`. The socket
+	// goes first, so that the daemon may start the container again at once
+	// (a new shim binds the same path); the daemon holds a new start back
+	// until this shim is done, which it learns from its wait connection:
+	// that stays open until the delete has finished and ends at EOF.
+	m.ln.close()
 	for conn := range waiters {
 		_ = reply(conn, wire.Response{Exit: &st})
+	}
+	if err := m.rt.run("delete", "--force", m.cfg.ID); err != nil {
+		logWarn("delete container", "err", err)
+	}
+	close(m.deleted)
+	for conn := range waiters {
 		conn.Close()
 	}
 
@@ -474,12 +490,13 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 		case <-deadline.C:
 		}
 	}
-	m.ln.close() // removes the socket: from now on clients read the exit file
 	m.busy.drain(clientGrace)
 }
 
-// writeExitFile records st so that a crash at any moment leaves either no
-// file or the whole one: temp file, fsync, rename, fsync of the directory.
+// writeExitFile records st so that a crash of the shim or the daemon at
+// any moment leaves either no file or the whole one: temp file, rename. It
+// is not fsynced: the bundle is in the exec-root, whose content (like the
+// container it describes) does not outlive the host's uptime.
 func writeExitFile(path string, st wire.ExitStatus) error {
 	data := wire.AppendExitStatus(nil, st)
 	dir := filepath.Dir(path)
@@ -489,9 +506,6 @@ func writeExitFile(path string, st wire.ExitStatus) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -501,14 +515,6 @@ func writeExitFile(path string, st wire.ExitStatus) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write exit file: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write exit file: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write exit file: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -96,11 +96,12 @@ func childEnv() []string {
 	return out
 }
 
-// start forks and execs argv with the given stdio and returns a channel
-// that receives its exit status. The lock is held across the fork so that
-// a sweep cannot see the exit before the pid is registered.
-func (r *reaper) start(argv []string, stdio [3]*os.File) (int, <-chan syscall.WaitStatus, error) {
-	files := make([]uintptr, 3)
+// start forks and execs argv with the given descriptors (stdio, then any
+// more as fd 3…) and returns a channel that receives its exit status. The
+// lock is held across the fork so that a sweep cannot see the exit before
+// the pid is registered.
+func (r *reaper) start(argv []string, stdio []*os.File) (int, <-chan syscall.WaitStatus, error) {
+	files := make([]uintptr, len(stdio))
 	for i, f := range stdio {
 		// Fd also puts the descriptor in blocking mode: what the runtime
 		// (and, through it, the container) must get.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/berth-engine/berth/internal/logs/jsonlite"
 )
@@ -20,6 +21,11 @@ type runtimeCLI struct {
 	path    string
 	args    []string // global args before the command
 	logPath string   // <bundle>/runtime.log: the runtime's JSON log, where its errors are
+	// logFile is logPath held open. Once logByFd is set (the container has
+	// exited, and the daemon may remove the bundle at any moment) the
+	// runtime gets it as its fd 3 and writes its log to /proc/self/fd/3.
+	logFile *os.File
+	logByFd bool
 	id      string
 	reaper  *reaper
 	null    *os.File
@@ -30,20 +36,42 @@ func (rt *runtimeCLI) argv(cmd ...string) []string {
 	argv := make([]string, 0, 1+len(rt.args)+4+len(cmd))
 	argv = append(argv, rt.path)
 	argv = append(argv, rt.args...)
-	argv = append(argv, "--log", rt.logPath, "--log-format", "json")
+	log := rt.logPath
+	if rt.logByFd {
+		log = "/proc/self/fd/3"
+	}
+	argv = append(argv, "--log", log, "--log-format", "json")
 	return append(argv, cmd...)
 }
 
+// outputFile is an anonymous file for what a runtime command prints: a
+// memfd (no directory entry to create and unlink, no inode churn in the
+// bundle's file system), else an unlinked temporary file in dir.
+func outputFile(dir string) (*os.File, error) {
+	if sysMemfdCreate > 0 {
+		name := []byte("runtime-out\x00")
+		const mfdCloexec = 1
+		fd, _, errno := syscall.Syscall(uintptr(sysMemfdCreate), uintptr(unsafe.Pointer(&name[0])), mfdCloexec, 0)
+		if errno == 0 {
+			return os.NewFile(fd, "runtime-out"), nil
+		}
+	}
+	f, err := os.CreateTemp(dir, ".runtime-out-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
 // run executes one runtime command with its stdout and stderr in an
-// unlinked temporary file (no pipe, so a stray grandchild holding it can
-// never hang the shim) and returns the runtime's own error message when
-// it fails.
+// anonymous file (no pipe, so a stray grandchild holding it can never hang
+// the shim) and returns the runtime's own error message when it fails.
 func (rt *runtimeCLI) run(cmd ...string) error {
-	out, err := os.CreateTemp(filepath.Dir(rt.logPath), ".runtime-out-*")
+	out, err := outputFile(filepath.Dir(rt.logPath))
 	if err != nil {
 		return fmt.Errorf("runtime %s: %w", cmd[0], err)
 	}
-	os.Remove(out.Name())
 	defer out.Close()
 	ws, logOff, err := rt.exec([3]*os.File{rt.null, out, out}, cmd...)
 	if err != nil {
@@ -64,7 +92,11 @@ func (rt *runtimeCLI) run(cmd ...string) error {
 // command's errors are looked at.
 func (rt *runtimeCLI) exec(stdio [3]*os.File, cmd ...string) (ws syscall.WaitStatus, logOff int64, err error) {
 	logOff = fileSize(rt.logPath)
-	_, ch, err := rt.reaper.start(rt.argv(cmd...), stdio)
+	files := stdio[:]
+	if rt.logByFd && rt.logFile != nil {
+		files = append(files, rt.logFile)
+	}
+	_, ch, err := rt.reaper.start(rt.argv(cmd...), files)
 	if err != nil {
 		return 0, logOff, fmt.Errorf("run runtime %s: %w", rt.path, err)
 	}

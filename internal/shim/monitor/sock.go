@@ -16,9 +16,24 @@ import (
 
 // listener is a listening unix socket.
 type listener struct {
-	f      *os.File
-	path   string
-	closed atomic.Bool
+	f    *os.File
+	path string
+	// dev and ino identify the socket file this listener bound (0: not
+	// known), so that close removes that file and never one a newer shim
+	// has bound at the same path since.
+	dev, ino uint64
+	closed   atomic.Bool
+}
+
+// newListener wraps a listening socket bound at path, which must still be
+// the socket file it bound.
+func newListener(f *os.File, path string) *listener {
+	l := &listener{f: f, path: path}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
+		l.dev, l.ino = uint64(st.Dev), st.Ino
+	}
+	return l
 }
 
 // errListenerClosed ends an accept loop.
@@ -44,7 +59,7 @@ func listenUnix(path string) (*listener, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
-	return &listener{f: os.NewFile(uintptr(fd), path), path: path}, nil
+	return newListener(os.NewFile(uintptr(fd), path), path), nil
 }
 
 // accept waits for a connection; after close it returns errListenerClosed.
@@ -77,13 +92,28 @@ func (l *listener) accept() (*os.File, error) {
 // setDeadline bounds a pending or future accept.
 func (l *listener) setDeadline(t time.Time) error { return l.f.SetReadDeadline(t) }
 
-// close stops accepting and removes the socket file.
+// close stops accepting and removes the socket file if it is still this
+// listener's. The file goes first: while this listener still listens, no
+// new shim can take the path (it refuses a socket someone serves), so the
+// file checked is the file removed.
 func (l *listener) close() {
 	if l.closed.Swap(true) {
 		return
 	}
-	os.Remove(l.path)
+	l.removeFile()
 	l.f.Close()
+}
+
+// removeFile removes the socket file at l.path if it is the one l bound.
+func (l *listener) removeFile() {
+	if l.ino == 0 {
+		return
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(l.path, &st); err != nil || uint64(st.Dev) != l.dev || st.Ino != l.ino {
+		return
+	}
+	_ = syscall.Unlink(l.path)
 }
 
 // probeUnix reports whether something accepts connections at path.

@@ -93,6 +93,8 @@ type Snapshotter struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// trash deletes removed snapshots' directories in the background.
+	trash fsutil.Trash
 }
 
 var _ snapshot.Snapshotter = (*Snapshotter)(nil)
@@ -217,7 +219,10 @@ func (s *Snapshotter) Name() string { return s.driver.Name() }
 
 // Close releases the metadata database. It is safe to call more than once.
 func (s *Snapshotter) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	s.closeOnce.Do(func() {
+		s.trash.Wait()
+		s.closeErr = s.db.Close()
+	})
 	return s.closeErr
 }
 
@@ -531,6 +536,7 @@ func (s *Snapshotter) committable(tx *bolt.Tx, name, key string) (record, error)
 // which the next New removes.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	var id uint64
+	var kind snapshot.Kind
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		r, err := getRecord(tx, key)
 		if err != nil {
@@ -539,15 +545,23 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		if hasChildren(tx, key) {
 			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("snapshot %q has children", key))
 		}
-		id = r.ID
+		id, kind = r.ID, r.Kind
 		return deleteRecord(tx, key, r)
 	})
 	if err != nil {
 		return fmt.Errorf("remove snapshot %q: %w", key, err)
 	}
-	if err := removeDir(s.dir(id)); err != nil {
-		// The snapshot is gone from the store; its directory is removed by
-		// the next New at the latest.
+	// The snapshot is gone from the store. A container's writable layer
+	// (active, not an unpack's) is deleted in the background, off the path
+	// of `rm` and `run --rm`: renamed first, so no name is held, and recover
+	// deletes whatever a crash leaves of it. Layers and failed unpacks go
+	// at once: their callers expect the space back.
+	remove := removeDir
+	if kind == snapshot.KindActive && !strings.HasPrefix(key, snapshot.ExtractPrefix) {
+		remove = func(dir string) error { return s.trash.RemoveFunc(dir, removeDir) }
+	}
+	if err := remove(s.dir(id)); err != nil {
+		// Its directory is removed by the next New at the latest.
 		slog.Warn("remove snapshot directory", "key", key, "err", err)
 	}
 	return nil

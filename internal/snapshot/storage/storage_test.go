@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
@@ -138,5 +139,40 @@ func TestCorruptParentChainFails(t *testing.T) {
 	}
 	if _, err := s.Prepare(ctx, "b", "base"); err == nil {
 		t.Error("Prepare on a parent loop succeeded")
+	}
+}
+
+// Remove frees the snapshot's name and directory at once and deletes the
+// directory in the background (Close waits for it); a crash mid-way leaves
+// a trash directory that the next New deletes.
+func TestRemoveTrashesDirectory(t *testing.T) {
+	root := t.TempDir()
+	s := open(t, root)
+	ctx := t.Context()
+	if _, err := s.Prepare(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "snapshots", "1", "fs", "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "snapshots", "1")); !os.IsNotExist(err) {
+		t.Errorf("snapshot directory still under its name: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 0 {
+		t.Errorf("left after Close: %v", entries)
+	}
+	leftover := filepath.Join(root, "snapshots", fsutil.TrashPrefix+"7-x", "fs")
+	if err := os.MkdirAll(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	open(t, root)
+	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 0 {
+		t.Errorf("trash survived New: %v", entries)
 	}
 }

@@ -1,0 +1,4 @@
+package monitor
+
+// sysMemfdCreate is memfd_create(2).
+const sysMemfdCreate = 279
