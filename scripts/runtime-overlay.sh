@@ -20,6 +20,13 @@ sc=$dir/runc/libcontainer/seccomp
 cp "$ov/seccomp_linux.go" "$sc/seccomp_linux.go"
 cp "$ov/seccomp_cache_linux.go" "$sc/berth_cache_linux.go"
 cp "$ov/patchbpf_cache_linux.go" "$sc/patchbpf/berth_cache_linux.go"
+# configs.Seccomp carries the compiled program in the container's config
+# (state.json), so an exec's init, which already sees only the container's
+# filesystem when its Go code starts, gets it over the init pipe.
+cfg=$dir/runc/libcontainer/configs/config.go
+sed -i '/^\tListenerMetadata string .*json:"listener_metadata,omitempty"`$/a\
+\tBerthProgram []byte `json:"berth_program,omitempty"` // compiled by berth-runtime' "$cfg"
+grep -q 'BerthProgram' "$cfg" || { echo "runtime-overlay: could not patch $cfg" >&2; exit 1; }
 cp "$root/go.mod" "$dir/runtime.mod"
 cp "$root/go.sum" "$dir/runtime.sum"
 printf '\nreplace github.com/opencontainers/runc => %s\n' "$dir/runc" >> "$dir/runtime.mod"

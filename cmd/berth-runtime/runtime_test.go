@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"io"
 	"net"
 	"os"
@@ -854,4 +856,81 @@ func maxD(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m
+}
+
+// TestSeccompProgramTravelsToExec: berth-runtime exec hands the exec's
+// init the compiled seccomp program in the container's config. That init
+// already sees only the container's filesystem when its Go code starts,
+// so the host's program cache is out of its reach and it would otherwise
+// compile the profile again (~17 ms). The test gives its container a
+// profile of its own (a random errno makes its cache entry unique), then
+// replaces that entry with a program that denies everything: an exec that
+// fails proves its init loaded the program it was handed.
+func TestSeccompProgramTravelsToExec(t *testing.T) {
+	requireRuntime(t)
+	errno := 1000 + int(time.Now().UnixNano()%3000)
+	profile := fmt.Sprintf(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uselib"],"action":"SCMP_ACT_ERRNO","errnoRet":%d}]}`, errno)
+	c := newCtr(t, runtimeBin, []string{"sleep", "1000"}, func(o *oci.Options) {
+		o.HostConfig.SecurityOpt = []string{"seccomp=" + profile}
+	})
+	c.mustCreate(false)
+	c.run("start", c.id)
+	process := func(args ...string) string {
+		b, err := json.Marshal(specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "process.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if out := c.run("exec", "--process", process("grep", "^Seccomp:", "/proc/self/status"), c.id); !strings.Contains(out, "Seccomp:\t2") {
+		t.Fatalf("exec is not under a filter: %q", out)
+	}
+	// The container's state carries the program; find its cache entry.
+	b, err := os.ReadFile(filepath.Join(c.root, c.id, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Config struct {
+			Seccomp struct {
+				BerthProgram []byte `json:"berth_program"`
+			} `json:"seccomp"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	prog := st.Config.Seccomp.BerthProgram
+	if len(prog) < 16 {
+		t.Fatalf("state.json carries no compiled program (%d bytes)", len(prog))
+	}
+	const cacheDir = "/run/berth-runtime/seccomp"
+	ents, err := os.ReadDir(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := ""
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(cacheDir, e.Name())); err == nil && bytes.Equal(b, prog) {
+			entry = filepath.Join(cacheDir, e.Name())
+		}
+	}
+	if entry == "" {
+		t.Fatal("the container's program is not in the cache")
+	}
+	t.Cleanup(func() { _ = os.Remove(entry) })
+	// flags 0, then one instruction: return SECCOMP_RET_ERRNO|EPERM.
+	deny := make([]byte, 16)
+	binary.LittleEndian.PutUint16(deny[8:], unix.BPF_RET|unix.BPF_K)
+	binary.LittleEndian.PutUint32(deny[12:], unix.SECCOMP_RET_ERRNO|1)
+	if err := os.WriteFile(entry, deny, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.cmd("exec", "--process", process("true"), c.id).CombinedOutput(); err == nil {
+		t.Fatalf("exec ran although the program it was handed denies everything: %s", out)
+	}
 }

@@ -35,20 +35,28 @@ func ownedByRoot(fi fs.FileInfo) bool {
 // unless it is there already: libseccomp's compiler (~17 ms for docker's
 // profile) then runs once per distinct profile, not once per container
 // start; the container's init loads the cached program (see
-// preloadSeccomp). A cache that cannot be written only costs time.
+// preloadSeccomp). The program also goes into config itself
+// (BerthProgram), which libcontainer stores with the container and sends
+// to the init of every exec: that init already sees only the container's
+// filesystem. A cache that cannot be written only costs time.
 func ensureSeccompCache(config *configs.Seccomp) error {
 	key := seccomp.CacheKey(config)
 	if key == "" {
 		return nil
 	}
 	path := filepath.Join(seccompCacheDir, key)
-	if _, err := os.Stat(path); err == nil {
-		return nil
+	if b, err := os.ReadFile(path); err == nil && len(b) <= maxSeccompProgram {
+		if _, err := seccomp.UnmarshalProgram(b); err == nil {
+			config.BerthProgram = b
+			return nil
+		}
 	}
 	prog, err := seccomp.Compile(config)
 	if err != nil {
 		return fmt.Errorf("compile seccomp filter: %w", err)
 	}
+	b := prog.Marshal()
+	config.BerthProgram = b
 	if err := os.MkdirAll(seccompCacheDir, 0o700); err != nil {
 		return nil
 	}
@@ -58,7 +66,7 @@ func ensureSeccompCache(config *configs.Seccomp) error {
 		return nil
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(prog.Marshal()); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return nil
 	}

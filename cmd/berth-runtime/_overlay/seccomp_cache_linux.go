@@ -51,7 +51,9 @@ func CacheKey(config *configs.Seccomp) string {
 			return ""
 		}
 	}
-	b, err := json.Marshal(config)
+	keyed := *config
+	keyed.BerthProgram = nil // the program is what the key names
+	b, err := json.Marshal(&keyed)
 	if err != nil {
 		return ""
 	}
@@ -116,12 +118,18 @@ func SetPreloaded(m map[string]CachedProgram) { preloaded = m }
 // loadCached loads config's program from the preloaded cache. ok is false
 // when there is none (InitSeccomp then compiles it).
 func loadCached(config *configs.Seccomp) (fd int, ok bool, err error) {
-	if len(preloaded) == 0 {
-		return -1, false, nil
-	}
-	p, found := preloaded[CacheKey(config)]
-	if !found {
-		return -1, false, nil
+	var p CachedProgram
+	if len(config.BerthProgram) > 0 {
+		// Compiled by berth-runtime and carried in the container's config:
+		// what an exec's init has, as it cannot see the host's cache.
+		if p, err = UnmarshalProgram(config.BerthProgram); err != nil {
+			return -1, true, err
+		}
+	} else {
+		found := false
+		if p, found = preloaded[CacheKey(config)]; !found {
+			return -1, false, nil
+		}
 	}
 	fd, err = patchbpf.Load(p.Flags, p.Program)
 	if err != nil {
