@@ -64,7 +64,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root: the engines need namespaces, mounts and cgroups (try: sudo go run ./bench)")
 		return 2
 	}
-	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g", "v", "s"})
+	jobs, err := parseList(*jobsFlag, []string{"a", "b", "c", "r", "d", "e", "f", "g", "v", "s", "n"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -jobs:", err)
 		return 2
