@@ -462,3 +462,39 @@ func TestCpArchiveLinksEscape(t *testing.T) {
 	}
 	d.MustBerth(t, "rm", "-f", id)
 }
+
+// TestMountDestinationSymlinkRace is the CVE-2021-30465 pattern: one
+// container keeps swapping a directory in a shared volume between a real
+// directory and a symlink to "/", while containers start with a second
+// mount nested under that directory. A runtime that checks the path and
+// then mounts by name can be made to mount on the host's root; berth's
+// must always land inside the container.
+func TestMountDestinationSymlinkRace(t *testing.T) {
+	d := daemonWithBusybox(t)
+	target := "berth-race-" + randHex(t, 4)
+	hostPath := "/" + target
+	t.Cleanup(func() {
+		_ = unix.Unmount(hostPath, unix.MNT_DETACH)
+		_ = os.Remove(hostPath)
+	})
+	d.MustBerth(t, "volume", "create", "racevol")
+	src := t.TempDir()
+	swapper := strings.TrimSpace(d.MustBerth(t, "run", "-d", "-v", "racevol:/v", "busybox", "sh", "-c",
+		"while true; do rm -rf /v/b; mkdir -p /v/b/"+target+"; rm -rf /v/b; ln -s / /v/b; done"))
+	started := 0
+	for i := 0; i < 40; i++ {
+		r := d.Berth(t, "run", "--rm", "-v", "racevol:/a", "-v", src+":/a/b/"+target, "busybox", "true")
+		if r.ExitCode == 0 {
+			started++
+		}
+		if _, err := os.Lstat(hostPath); err == nil {
+			t.Fatalf("run %d: a mount destination resolved to the host's %s", i, hostPath)
+		}
+		if m := testutil.MountsUnder(hostPath); len(m) != 0 {
+			t.Fatalf("run %d: a container mount landed on the host: %v", i, m)
+		}
+	}
+	d.MustBerth(t, "rm", "-f", swapper)
+	d.MustBerth(t, "volume", "rm", "racevol")
+	t.Logf("%d of 40 racing starts succeeded (the others failed safely)", started)
+}
