@@ -3,13 +3,17 @@
 # already there: busybox-static (test images), runc (--runtime runc tests),
 # docker-registry (the CNCF registry, a foreign peer for the registry
 # interop test), libseccomp-dev (berth-runtime's seccomp filter, built
-# with the seccomp tag), and staticcheck (from the Go module proxy).
+# with the seccomp tag), iproute2 (ip netns in the daemon-access tests),
+# iptables (iptables-nft reads berth's FORWARD accepts back in a network
+# test), and staticcheck (from the Go module proxy).
 set -eu
 need=""
 [ -x /bin/busybox ] || need="$need busybox-static"
 command -v runc >/dev/null 2>&1 || need="$need runc"
 [ -x /usr/bin/docker-registry ] || need="$need docker-registry"
 [ -f /usr/include/seccomp.h ] || need="$need libseccomp-dev"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v iptables-nft >/dev/null 2>&1 || need="$need iptables"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "install-deps: need root to apt-get install:$need" >&2
