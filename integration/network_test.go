@@ -467,6 +467,11 @@ func TestNetworkModesMACAndIPv6(t *testing.T) {
 			if got := run("run", "--rm", "--network", "container:"+srv, "busybox", "nc", "127.0.0.1", "90"); got != "shared\n" {
 				t.Errorf("container: mode sees the other's loopback: %q", got)
 			}
+			// ...and, as docker, its hostname, /etc/hosts and /etc/resolv.conf.
+			peer := run("exec", srv, "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf")
+			if got := run("run", "--rm", "--network", "container:"+srv, "busybox", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf"); got != peer {
+				t.Errorf("container: mode's hostname and /etc files:\n%s\nthe peer's:\n%s", got, peer)
+			}
 			if r := res("run", "--rm", "--network", "container:nosuch", "busybox", "true"); r.ExitCode == 0 {
 				t.Errorf("container:nosuch: %s", r)
 			}

@@ -126,6 +126,24 @@ func sandboxRequest(c *container.Container, resolved bool) network.SandboxReques
 	return req
 }
 
+// etcPaths are the host files bound over a container's /etc/hosts,
+// /etc/hostname and /etc/resolv.conf.
+type etcPaths struct{ hosts, hostname, resolv string }
+
+// networkPeer is the container whose network stack c joins
+// (--network container:X), or nil.
+func (s *ContainerService) networkPeer(c *container.Container) *container.Container {
+	other, ok := strings.CutPrefix(string(c.HostConfig.NetworkMode), "container:")
+	if !ok {
+		return nil
+	}
+	oe, err := s.get(other)
+	if err != nil {
+		return nil
+	}
+	return oe.snapshot()
+}
+
 // setUpNetwork wires the container's network before it starts and
 // returns the namespace its runtime spec joins ("" = the runtime makes
 // one, or the host's).
