@@ -26,8 +26,11 @@ $(BIN)/berth: FORCE
 
 # Seccomp through libseccomp (cgo, libseccomp-dev), with berth's cache of
 # compiled filters swapped into libcontainer (scripts/runtime-overlay.sh).
+# Linked statically (libseccomp.a; netgo and osusergo keep glibc's NSS
+# out): no run-time dependency, and ~0.6 ms less per start, which every
+# container start and exec pays twice (the runtime and its init).
 $(BIN)/berth-runtime: FORCE
-	$(GO) build -tags seccomp,berthseccompcache -modfile $$(./scripts/runtime-overlay.sh $(BIN)/.runtime-build) -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-runtime
+	$(GO) build -tags seccomp,berthseccompcache,netgo,osusergo -modfile $$(./scripts/runtime-overlay.sh $(BIN)/.runtime-build) -ldflags "$(LDFLAGS) -linkmode external -extldflags -static" -o $@ ./cmd/berth-runtime
 
 $(BIN)/berth-shim: FORCE
 	$(SHIM_ENV) $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-shim

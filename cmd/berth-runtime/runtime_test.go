@@ -51,7 +51,7 @@ func testMain(m *testing.M) int {
 		modfile, err := exec.Command("../../scripts/runtime-overlay.sh", filepath.Join(dir, "build")).Output()
 		if err != nil {
 			buildErr = fmt.Errorf("runtime-overlay.sh: %v", err)
-		} else if out, err := exec.Command("go", "build", "-tags", "seccomp,berthseccompcache", "-modfile", strings.TrimSpace(string(modfile)),
+		} else if out, err := exec.Command("go", "build", "-tags", "seccomp,berthseccompcache,netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static", "-modfile", strings.TrimSpace(string(modfile)),
 			"-o", runtimeBin, ".").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build berth-runtime: %v\n%s", err, out)
 		}

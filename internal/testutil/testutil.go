@@ -169,7 +169,7 @@ func BuildBinaries(dir string) (string, error) {
 		tags     string
 	}{
 		{"./cmd/berth", "berth", nil, ""},
-		{"./cmd/berth-runtime", "berth-runtime", nil, "seccomp,berthseccompcache"},
+		{"./cmd/berth-runtime", "berth-runtime", nil, "seccomp,berthseccompcache,netgo,osusergo"},
 		{"./cmd/berth-shim", "berth-shim", []string{"CGO_ENABLED=0"}, ""},
 	}
 	// berth-runtime's seccomp cache is swapped into libcontainer, as the
@@ -179,7 +179,11 @@ func BuildBinaries(dir string) (string, error) {
 		return "", fmt.Errorf("runtime overlay: %w", err)
 	}
 	for _, b := range builds {
-		args := []string{"build", "-tags", b.tags, "-ldflags", "-s -w", "-o", filepath.Join(dir, b.out)}
+		ldflags := "-s -w"
+		if b.out == "berth-runtime" {
+			ldflags += " -linkmode external -extldflags -static" // as the Makefile
+		}
+		args := []string{"build", "-tags", b.tags, "-ldflags", ldflags, "-o", filepath.Join(dir, b.out)}
 		if b.out == "berth-runtime" {
 			args = append(args, "-modfile", strings.TrimSpace(string(modfile)))
 		}
