@@ -64,6 +64,22 @@ type Writer interface {
 	Close() error
 }
 
+// IngestReader is an optional capability of a Writer: reading back the bytes
+// of the ingest while it is still being written, so that a consumer (a
+// layer being extracted during its download) can follow the download
+// without the writer ever waiting for it. What it reads is NOT verified:
+// the caller must not trust anything derived from it unless Commit
+// succeeds. The reader stays valid after Commit or Close.
+type IngestReader interface {
+	OpenIngest() (IngestFile, error)
+}
+
+// IngestFile reads an ingest's bytes; the caller closes it.
+type IngestFile interface {
+	io.ReaderAt
+	io.Closer
+}
+
 // Manager lists and deletes committed blobs.
 type Manager interface {
 	// Delete removes a blob; deleting a missing blob returns an error

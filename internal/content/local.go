@@ -49,7 +49,10 @@ type localStore struct {
 	ingest string
 }
 
-var _ Store = (*localStore)(nil)
+var (
+	_ Store        = (*localStore)(nil)
+	_ IngestReader = (*localWriter)(nil)
+)
 
 // blobPath validates dgst and returns where its blob lives. Validation
 // matters: a digest comes from users and archives, and a crafted one must
@@ -170,6 +173,21 @@ func (w *localWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write ingest: %w", err)
 	}
 	return n, nil
+}
+
+// OpenIngest opens the ingest file read-only on its own descriptor, which
+// keeps working after the ingest is committed (linked) or removed.
+func (w *localWriter) OpenIngest() (IngestFile, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, fmt.Errorf("open a finished ingest: %w", errdefs.ErrFailedPrecondition)
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("open ingest: %w", err)
+	}
+	return f, nil
 }
 
 func (w *localWriter) Digest() digest.Digest {

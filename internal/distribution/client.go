@@ -35,10 +35,16 @@ type LayerUnpacker interface {
 
 // LayerStager is an optional capability of a LayerUnpacker: extracting a
 // layer before its parent is unpacked, so that a pull extracts its layers
-// in parallel. A StageLayer or Commit error matching errdefs.ErrNotImplemented
-// makes the pull unpack that layer the ordinary way.
+// in parallel, each while it downloads. A StageLayer or Commit error
+// matching errdefs.ErrNotImplemented makes the pull unpack that layer the
+// ordinary way.
 type LayerStager interface {
-	StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, wrap func(io.Reader) io.Reader) (StagedLayer, error)
+	// StageLayer extracts the layer desc (uncompressed digest diffID) from
+	// compressed, the blob's bytes as they arrive. Those bytes are not
+	// verified yet: the pull commits the staged layer only once the blob
+	// has been verified and committed, and discards it otherwise. The
+	// stager verifies diffID itself.
+	StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, compressed io.Reader) (StagedLayer, error)
 }
 
 // StagedLayer is a layer extracted ahead of its parent.

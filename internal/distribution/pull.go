@@ -350,77 +350,108 @@ func (p *puller) fetchSmall(ctx context.Context, ref reference.Named, desc ocisp
 	if _, err := p.c.Content.Info(ctx, desc.Digest); err == nil {
 		return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
 	}
-	if err := p.download(ctx, ref, desc, "", false); err != nil {
+	if _, err := p.download(ctx, ref, desc, "", false, nil); err != nil {
 		return nil, err
 	}
 	return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
 }
 
 // download streams one blob into the content store, verifying its digest
-// and size; with a progress id it reports docker's per-layer lines.
-func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, id string, foreign bool) error {
+// and size; with a progress id it reports docker's per-layer lines. With
+// stage set, the layer is also extracted from the ingest as it arrives
+// (see follower): the returned run delivers the extraction, which belongs
+// to a verified, committed blob; on error there is no run and nothing of
+// the extraction is left.
+func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, id string, foreign bool, stage stageFunc) (run *stageRun, retErr error) {
 	rc, err := p.openBlob(ctx, ref, desc, foreign)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rc.Close()
 	w, err := p.c.Content.Writer(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.Close()
+	var dst io.Writer = w
+	if ir, ok := w.(content.IngestReader); ok && stage != nil {
+		if f, err := ir.OpenIngest(); err == nil {
+			run = startStage(f, stage, p.p, id, desc.Size)
+			defer func() {
+				if retErr != nil {
+					run.abandon(retErr)
+				}
+			}()
+			// The ingest's write first, then the follower hears of it.
+			dst = io.MultiWriter(w, run.fl)
+		}
+	}
 	var r io.Reader = io.LimitReader(rc, desc.Size+1)
 	if id != "" {
 		r = &progressReader{r: r, p: p.p, id: id, status: "Downloading", total: desc.Size}
 	}
 	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+	if _, err := io.CopyBuffer(dst, r, buf); err != nil {
 		if errors.Is(err, context.Canceled) {
-			return err
+			return nil, err
 		}
 		if w.Size() <= desc.Size && w.Digest() != desc.Digest && isVerifyError(err) {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
 		}
-		return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: %v", desc.Digest, err))
+		return nil, errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: %v", desc.Digest, err))
 	}
 	if id != "" {
 		p.p.Layer(id, "Verifying Checksum")
 	}
 	if w.Size() != desc.Size || w.Digest() != desc.Digest {
 		if w.Size() < desc.Size {
-			return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: unexpected EOF after %d of %d bytes", desc.Digest, w.Size(), desc.Size))
+			return nil, errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("failed to download %s: unexpected EOF after %d of %d bytes", desc.Digest, w.Size(), desc.Size))
 		}
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+	}
+	if run != nil {
+		// Verified: the extraction may read to the end while the
+		// commit syncs. Its result is used only if the commit succeeds.
+		run.fl.end(nil)
 	}
 	if _, err := w.Commit(ctx, desc.Digest, desc.Size); err != nil {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
 	}
-	return nil
+	return run, nil
 }
+
+// stageResult is a layer extracted ahead of its parent, or why not.
+type stageResult struct {
+	st  StagedLayer
+	err error
+}
+
+// stageFunc extracts a layer from its compressed stream.
+type stageFunc func(compressed io.Reader) (StagedLayer, error)
 
 // downloadRetries is how often a layer download cut short (a reset
 // connection, a registry that went away) is restarted, as dockerd does.
 const downloadRetries = 5
 
-// downloadWithRetries downloads a layer, restarting it with backoff when
-// the transfer breaks; wrong content (a digest mismatch) and registry
-// refusals are not retried.
-func (p *puller) downloadWithRetries(ctx context.Context, ref reference.Named, l ocispec.Descriptor, id string) error {
+// downloadWithRetries downloads a layer (see download), restarting it with
+// backoff when the transfer breaks; wrong content (a digest mismatch) and
+// registry refusals are not retried.
+func (p *puller) downloadWithRetries(ctx context.Context, ref reference.Named, l ocispec.Descriptor, id string, stage stageFunc) (*stageRun, error) {
 	delay := time.Second
 	if p.c.Backoff != nil {
 		delay = p.c.Backoff.Duration
 	}
 	for attempt := 1; ; attempt++ {
-		err := p.download(ctx, ref, l, id, isForeign(l.MediaType))
+		run, err := p.download(ctx, ref, l, id, isForeign(l.MediaType), stage)
 		if err == nil || !errdefs.IsUnavailable(err) || attempt > downloadRetries || ctx.Err() != nil {
-			return err
+			return run, err
 		}
 		secs := int(delay.Round(time.Second) / time.Second)
 		p.p.Layer(id, fmt.Sprintf("Retrying in %d second%s", max(secs, 1), map[bool]string{true: "", false: "s"}[max(secs, 1) == 1]))
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		delay *= 2
 	}
@@ -525,8 +556,12 @@ func (p *puller) getBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, e
 }
 
 // fetchLayers downloads the missing layers in parallel (those beyond the
-// job limit report "Waiting", as docker's) and unpacks them as they arrive:
-// staged in parallel where the snapshotter allows it, committed in order.
+// job limit report "Waiting", as docker's) and unpacks them: where the
+// unpacker can stage layers ahead of their parents (overlay2), each
+// downloaded layer is extracted while it streams in, the others (blobs
+// already stored, chains not unpacked yet) in parallel from the content
+// store; staged layers are committed in order, each only after its blob was
+// verified. Other unpackers unpack in order once a layer is stored.
 func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []ocispec.Descriptor, diffIDs []digest.Digest) error {
 	chains := image.ChainIDs(diffIDs)
 	n := len(layers)
@@ -553,9 +588,59 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 		p.p.Layer(shortID(l.Digest), "Pulling fs layer")
 	}
 
+	stager, _ := p.c.Unpacker.(LayerStager)
+	// staged[i] receives layer i's staged extraction (or nothing to
+	// commit: already unpacked, or the stager declined).
+	staged := make([]chan stageResult, n)
+	// unpacked[i]: the chain is there already; streamed[i]: layer i is
+	// extracted from its download as it arrives.
+	unpacked := make([]bool, n)
+	streamed := make([]bool, n)
+	for i := range staged {
+		staged[i] = make(chan stageResult, 1)
+		if stager == nil {
+			continue
+		}
+		if p.c.Unpacker.HasLayer(ctx, chains[i]) {
+			unpacked[i] = true
+			staged[i] <- stageResult{}
+			continue
+		}
+		streamed[i] = fetched[i]
+	}
+
+	wrapFor := func(i int) func(io.Reader) io.Reader {
+		return func(r io.Reader) io.Reader {
+			if !fetched[i] {
+				return r
+			}
+			return &progressReader{r: r, p: p.p, id: shortID(layers[i].Digest), status: "Extracting", total: layers[i].Size}
+		}
+	}
+	// stageFromStore stages layer i from its committed blob.
+	stageFromStore := func(ctx context.Context, i int) stageResult {
+		blob, err := p.c.Content.Open(ctx, layers[i].Digest)
+		if err != nil {
+			return stageResult{err: err}
+		}
+		defer blob.Close()
+		st, err := stager.StageLayer(ctx, diffIDs[i], layers[i], wrapFor(i)(blob))
+		return stageResult{st: st, err: err}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	sem := make(chan struct{}, p.c.jobs())
-	var mu sync.Mutex
+	// Extractions at once: they are CPU-bound, and each holds a few MiB
+	// of buffers and a thread.
+	stageSem := make(chan struct{}, max(2*runtime.NumCPU(), p.c.jobs()))
+	acquireStage := func() bool {
+		select {
+		case stageSem <- struct{}{}:
+			return true
+		case <-gctx.Done():
+			return false
+		}
+	}
 	for i, l := range layers {
 		if !fetched[i] {
 			continue
@@ -572,60 +657,65 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 					return gctx.Err()
 				}
 			}
-			defer func() { <-sem }()
-			if err := p.downloadWithRetries(gctx, ref, l, id); err != nil {
+			var stage stageFunc
+			if streamed[i] {
+				// The extraction runs under the group's context, so that
+				// any failure of the pull stops it.
+				stage = func(r io.Reader) (StagedLayer, error) {
+					// Waiting for a slot loses nothing: the extraction
+					// reads the ingest from the start, however far the
+					// download got.
+					if !acquireStage() {
+						return nil, gctx.Err()
+					}
+					defer func() { <-stageSem }()
+					return stager.StageLayer(gctx, diffIDs[i], l, r)
+				}
+			}
+			run, err := p.downloadWithRetries(gctx, ref, l, id, stage)
+			// The slot is for downloads: an extraction still running
+			// does not hold up the next layer's download.
+			<-sem
+			if err != nil {
 				return err
 			}
 			p.p.Layer(id, "Download complete")
-			mu.Lock()
+			if streamed[i] {
+				var sr stageResult
+				if run != nil {
+					run.fl.reportProgress()
+					sr = <-run.res
+				} else if acquireStage() {
+					// The ingest could not be followed: from the store.
+					sr = stageFromStore(gctx, i)
+					<-stageSem
+				} else {
+					return gctx.Err()
+				}
+				staged[i] <- sr
+			}
 			close(done[i])
-			mu.Unlock()
 			return nil
 		})
 	}
-	// Layers that can be extracted ahead of their parents (overlay2) are
-	// staged in parallel as they arrive and committed in order; the others
-	// unpack in order.
-	stager, _ := p.c.Unpacker.(LayerStager)
-	type stageResult struct {
-		st  StagedLayer
-		err error
-	}
-	staged := make([]chan stageResult, n)
-	for i := range staged {
-		staged[i] = make(chan stageResult, 1)
-	}
-	wrapFor := func(i int) func(io.Reader) io.Reader {
-		return func(r io.Reader) io.Reader {
-			if !fetched[i] {
-				return r
-			}
-			return &progressReader{r: r, p: p.p, id: shortID(layers[i].Digest), status: "Extracting", total: layers[i].Size}
-		}
-	}
 	if stager != nil {
-		stageSem := make(chan struct{}, 2*max(runtime.NumCPU(), 2))
-		for i, l := range layers {
-			if p.c.Unpacker.HasLayer(ctx, chains[i]) {
-				staged[i] <- stageResult{}
+		// Layers whose blob is stored but whose chain is not unpacked:
+		// staged from the content store as soon as their blob is there.
+		for i := range layers {
+			if streamed[i] || unpacked[i] {
 				continue
 			}
 			g.Go(func() error {
 				select {
 				case <-done[i]:
 				case <-gctx.Done():
-					staged[i] <- stageResult{err: gctx.Err()}
 					return nil
 				}
-				select {
-				case stageSem <- struct{}{}:
-				case <-gctx.Done():
-					staged[i] <- stageResult{err: gctx.Err()}
+				if !acquireStage() {
 					return nil
 				}
-				st, err := stager.StageLayer(gctx, diffIDs[i], l, wrapFor(i))
-				<-stageSem
-				staged[i] <- stageResult{st: st, err: err}
+				defer func() { <-stageSem }()
+				staged[i] <- stageFromStore(gctx, i)
 				return nil
 			})
 		}

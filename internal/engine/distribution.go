@@ -206,7 +206,7 @@ func (a unpackerAdapter) stagingRoot() string {
 }
 
 // StageLayer implements distribution.LayerStager on overlay2.
-func (a unpackerAdapter) StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, wrap func(io.Reader) io.Reader) (distribution.StagedLayer, error) {
+func (a unpackerAdapter) StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, compressed io.Reader) (distribution.StagedLayer, error) {
 	if !snapshot.CanStage(a.u.st.Snapshots) || a.dataRoot == "" {
 		return nil, errdefs.ErrNotImplemented.WithMessage("staged unpack needs overlay2")
 	}
@@ -214,16 +214,7 @@ func (a unpackerAdapter) StageLayer(ctx context.Context, diffID digest.Digest, d
 		// Left over from a daemon that died mid-pull: nothing uses them.
 		_ = os.RemoveAll(a.stagingRoot())
 	})
-	blob, err := a.u.st.Content.Open(ctx, desc.Digest)
-	if err != nil {
-		return nil, err
-	}
-	defer blob.Close()
-	var r io.Reader = blob
-	if wrap != nil {
-		r = wrap(r)
-	}
-	dec, err := decompress(r)
+	dec, err := decompress(compressed)
 	if err != nil {
 		return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
 	}

@@ -50,6 +50,7 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 	if err := os.MkdirAll(stagingRoot, 0o700); err != nil {
 		return nil, err
 	}
+	markTopDir(stagingRoot)
 	dir, err := os.MkdirTemp(stagingRoot, "stage-")
 	if err != nil {
 		return nil, err
@@ -69,6 +70,29 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		return nil, err
 	}
 	return st, nil
+}
+
+// fsTopDirFlag is FS_TOPDIR_FL (chattr +T): ext2/3/4 spread directories
+// made in such a directory over block groups, as they do at the root.
+const fsTopDirFlag = 0x00020000
+
+// markTopDir asks ext4 to place each staged layer in a block group of its
+// own choosing, rather than next to the staging root: there lie the inodes
+// of the layers removed last (a re-pull after rmi), and ext4 without a
+// journal skips recently freed inodes one by one on every allocation, which
+// made a layer of 400 symlinks take 200 ms instead of 6 here. Best effort:
+// other filesystems have no such flag.
+func markTopDir(dir string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil || flags&fsTopDirFlag != 0 {
+		return
+	}
+	_ = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
 }
 
 // Remove deletes what is left of a staged layer.
