@@ -96,7 +96,11 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	case err := <-pullDone:
 		t.Fatalf("pull ended before the stall: %v\n%s", err, out.String())
 	}
-	// Half the layer is in the daemon's ingest: crash it there.
+	// Half the layer is in the daemon's ingest, and its extraction follows
+	// it into a staging directory: crash it there.
+	staging := filepath.Join(d.DataRoot, "tmp", "unpack")
+	ents, _ := os.ReadDir(staging)
+	t.Logf("layers being extracted at the crash: %d", len(ents))
 	d.Kill9(t)
 	close(p.release)
 	if err := <-pullDone; err == nil {
@@ -121,6 +125,10 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	assertContains(t, "pull after the crash", o, "Pull complete", "Status: Downloaded newer image")
 	if got := mustCfgBerth(t, d, "run", "--rm", name, "echo", "whole"); got != "whole\n" {
 		t.Errorf("run: %q", got)
+	}
+	// The crashed extraction's directory went with the next pull.
+	if ents, _ := os.ReadDir(staging); len(ents) != 0 {
+		t.Errorf("staged layers left: %d", len(ents))
 	}
 }
 

@@ -179,3 +179,64 @@ func TestNewStoreFailsOnFile(t *testing.T) {
 		t.Error("NewStore on a regular file succeeded")
 	}
 }
+
+func TestOpenIngestFollowsTheWriter(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "content")
+	s, err := content.NewStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, end := range []string{"commit", "close"} {
+		t.Run(end, func(t *testing.T) {
+			w, err := s.Writer(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			ir, ok := w.(content.IngestReader)
+			if !ok {
+				t.Fatal("the local store's writer cannot be followed")
+			}
+			f, err := ir.OpenIngest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			read := func(off int64, n int) string {
+				t.Helper()
+				b := make([]byte, n)
+				k, err := f.ReadAt(b, off)
+				if err != nil && k != n {
+					t.Fatalf("read %d at %d: %d, %v", n, off, k, err)
+				}
+				return string(b[:k])
+			}
+			w.Write([]byte("hello "))
+			if got := read(0, 6); got != "hello " {
+				t.Fatalf("after the first write: %q", got)
+			}
+			w.Write([]byte("world"))
+			if got := read(6, 5); got != "world" {
+				t.Fatalf("after the second write: %q", got)
+			}
+			if end == "commit" {
+				if _, err := w.Commit(ctx, digest.FromString("hello world"), 11); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The ingest's name is gone; what was opened still reads.
+			if got := read(0, 11); got != "hello world" {
+				t.Fatalf("after %s: %q", end, got)
+			}
+			if _, err := ir.OpenIngest(); err == nil {
+				t.Errorf("a finished ingest could be opened")
+			}
+		})
+	}
+	if left := files(t, filepath.Join(root, "ingest")); len(left) != 0 {
+		t.Errorf("ingests left: %v", left)
+	}
+}

@@ -376,14 +376,15 @@ func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec
 	var dst io.Writer = w
 	if ir, ok := w.(content.IngestReader); ok && stage != nil {
 		if f, err := ir.OpenIngest(); err == nil {
-			run = startStage(f, stage, p.p, id, desc.Size)
+			sr := startStage(f, stage, p.p, id, desc.Size)
 			defer func() {
 				if retErr != nil {
-					run.abandon(retErr)
+					sr.abandon(retErr)
 				}
 			}()
+			run = sr
 			// The ingest's write first, then the follower hears of it.
-			dst = io.MultiWriter(w, run.fl)
+			dst = io.MultiWriter(w, sr.fl)
 		}
 	}
 	var r io.Reader = io.LimitReader(rc, desc.Size+1)

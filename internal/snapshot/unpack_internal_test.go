@@ -3,9 +3,13 @@ package snapshot
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mounts that are neither an overlay with an upper dir nor a plain bind
@@ -55,5 +59,80 @@ func TestUpperDir(t *testing.T) {
 	}
 	if _, ok := UpperDir(append(m, m...)); ok {
 		t.Error("UpperDir of two mounts")
+	}
+}
+
+// countingWriter counts writes, as the pipe to the unpacker's thread would.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Buffer.Write(p)
+}
+
+// brokenReader returns its data in small reads, then err.
+type brokenReader struct {
+	data []byte
+	err  error
+}
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.data[:min(len(b.data), 100)])
+	b.data = b.data[n:]
+	return n, nil
+}
+
+func TestCopyFullBatchesAndKeepsErrors(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	var w countingWriter
+	if err := copyFull(&w, &brokenReader{data: data, err: io.EOF}, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w.Bytes(), data) || w.writes != 3 {
+		t.Errorf("copied %d bytes in %d writes (want %d in 3)", w.Len(), w.writes, len(data))
+	}
+	// A stream that breaks off is an error, not an end: a decompressor
+	// reports a truncated layer as io.ErrUnexpectedEOF.
+	for _, want := range []error{io.ErrUnexpectedEOF, errors.New("reset")} {
+		var w countingWriter
+		err := copyFull(&w, &brokenReader{data: data, err: want}, make([]byte, 4096))
+		if !errors.Is(err, want) || w.Len() != len(data) {
+			t.Errorf("copy of a stream ending in %v: %v after %d bytes", want, err, w.Len())
+		}
+	}
+}
+
+func TestStagingRootSpreadsLayers(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "unpack")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err != nil {
+		t.Skipf("%s has no inode flags (%v)", root, err)
+	}
+	markTopDir(root)
+	markTopDir(root) // again: no change, no error
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&fsTopDirFlag == 0 {
+		// Filesystems with inode flags but without this one (xfs, btrfs)
+		// ignore it.
+		var st unix.Statfs_t
+		if unix.Fstatfs(fd, &st) == nil && st.Type == unix.EXT4_SUPER_MAGIC {
+			t.Errorf("ext4 staging root without the TOPDIR flag: %#x", flags)
+		}
 	}
 }
