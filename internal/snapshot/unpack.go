@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	_ "crypto/sha256" // digest algorithms used by layer diff IDs
@@ -9,10 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/go-archive"
@@ -152,24 +153,21 @@ func applyVerified(ctx context.Context, mounts []Mount, alg digest.Algorithm, la
 		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("digest algorithm %q is not available", alg))
 	}
 	digester := alg.Digester()
-	pr, pw := io.Pipe()
+	cp := newChunkPipe(2, 1<<20)
 	copied := make(chan error, 1)
 	go func() {
-		err := copyFull(io.MultiWriter(pw, digester.Hash()), ctxReader{ctx: ctx, r: layer}, make([]byte, 1<<20))
-		pw.CloseWithError(err)
-		copied <- err
+		copied <- cp.fill(ctxReader{ctx: ctx, r: layer}, digester.Hash())
 	}()
 
-	br := bufio.NewReaderSize(pr, 1<<20)
-	err := applyLayer(mounts, br)
+	err := applyLayer(mounts, cp)
 	if err == nil {
 		// Hash the rest: tar padding after the end marker is part of the blob.
-		_, err = io.Copy(io.Discard, br)
+		_, err = io.Copy(io.Discard, cp)
 	}
-	pr.CloseWithError(errApplyDone)
+	cp.closeRead()
 	cerr := <-copied
 	if err != nil {
-		if cerr != nil && !errors.Is(cerr, errApplyDone) && !errors.Is(cerr, io.ErrClosedPipe) {
+		if cerr != nil && !errors.Is(cerr, errApplyDone) {
 			return "", fmt.Errorf("read layer: %w", cerr)
 		}
 		return "", err
@@ -182,35 +180,96 @@ func applyVerified(ctx context.Context, mounts []Mount, alg digest.Algorithm, la
 
 var errApplyDone = errors.New("layer apply finished")
 
-// copyFull copies src to dst in chunks as big as buf: every write is a
-// hand-over to the unpacker's thread, which is locked to its chroot, so
-// each one costs a couple of thread switches. Decompressors return at most
-// their window (32 KiB for gzip) per read; filling buf first cuts the
-// hand-overs some thirty-fold.
-func copyFull(dst io.Writer, src io.Reader, buf []byte) error {
+// chunkPipe hands the decompressed layer to the unpacker in whole chunks.
+// The unpacker runs on a thread locked in its chroot, so every hand-over
+// costs a couple of thread switches: decompressors return at most their
+// window (32 KiB for gzip) per read, and the chunks are filled first, which
+// cuts the hand-overs some thirty-fold. The unpacker reads the chunks in
+// place (no copy into a buffer of its own) and hands them back; with two,
+// decompression runs one chunk ahead.
+type chunkPipe struct {
+	full chan []byte // filled chunks, in order; closed at the end
+	free chan []byte // chunks to fill again
+	done chan struct{}
+	once sync.Once
+	// werr is why the stream ended early (nil: the end); set before full
+	// is closed.
+	werr error
+
+	cur, buf []byte // the reader's chunk: unread part, whole buffer
+}
+
+func newChunkPipe(n, size int) *chunkPipe {
+	p := &chunkPipe{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{})}
+	for range n {
+		p.free <- make([]byte, size)
+	}
+	return p
+}
+
+// fill copies src into chunks, hashing each, until src ends (nil), fails
+// (its error) or the reader is done (errApplyDone).
+func (p *chunkPipe) fill(src io.Reader, h hash.Hash) (err error) {
+	defer func() {
+		p.werr = err
+		close(p.full)
+	}()
 	for {
+		var b []byte
+		select {
+		case b = <-p.free:
+		case <-p.done:
+			return errApplyDone
+		}
 		// Not io.ReadFull: it would turn a stream that breaks off
 		// (io.ErrUnexpectedEOF from a decompressor) into a clean end.
 		n := 0
-		var err error
-		for n < len(buf) && err == nil {
+		var rerr error
+		for n < len(b) && rerr == nil {
 			var k int
-			k, err = src.Read(buf[n:])
+			k, rerr = src.Read(b[n:])
 			n += k
 		}
 		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+			h.Write(b[:n])
+			select {
+			case p.full <- b[:n]:
+			case <-p.done:
+				return errApplyDone
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(rerr, io.EOF) {
 			return nil
 		}
-		if err != nil {
-			return err
+		if rerr != nil {
+			return rerr
 		}
 	}
 }
+
+func (p *chunkPipe) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.buf != nil {
+			// Never blocks: free has room for every chunk there is.
+			p.free <- p.buf[:cap(p.buf)]
+			p.buf = nil
+		}
+		c, ok := <-p.full
+		if !ok {
+			if p.werr != nil {
+				return 0, p.werr
+			}
+			return 0, io.EOF
+		}
+		p.buf, p.cur = c, c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// closeRead tells the writer that nothing more will be read.
+func (p *chunkPipe) closeRead() { p.once.Do(func() { close(p.done) }) }
 
 // ctxReader stops reading once ctx is done, so a cancelled pull stops
 // unpacking at the next read.

@@ -3,7 +3,9 @@ package snapshot
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,17 +64,6 @@ func TestUpperDir(t *testing.T) {
 	}
 }
 
-// countingWriter counts writes, as the pipe to the unpacker's thread would.
-type countingWriter struct {
-	bytes.Buffer
-	writes int
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.writes++
-	return c.Buffer.Write(p)
-}
-
 // brokenReader returns its data in small reads, then err.
 type brokenReader struct {
 	data []byte
@@ -88,23 +79,54 @@ func (b *brokenReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestCopyFullBatchesAndKeepsErrors(t *testing.T) {
+func TestChunkPipeBatchesAndKeepsErrors(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 1000)
-	var w countingWriter
-	if err := copyFull(&w, &brokenReader{data: data, err: io.EOF}, make([]byte, 4096)); err != nil {
+	p := newChunkPipe(2, 4096)
+	h := sha256.New()
+	done := make(chan error, 1)
+	go func() { done <- p.fill(&brokenReader{data: data, err: io.EOF}, h) }()
+	var chunks []int
+	var got []byte
+	for {
+		b := make([]byte, 8192)
+		n, err := p.Read(b)
+		if n > 0 && len(p.cur) == 0 {
+			chunks = append(chunks, len(p.buf))
+		}
+		got = append(got, b[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(w.Bytes(), data) || w.writes != 3 {
-		t.Errorf("copied %d bytes in %d writes (want %d in 3)", w.Len(), w.writes, len(data))
+	if !bytes.Equal(got, data) || fmt.Sprint(chunks) != "[4096 4096 1808]" {
+		t.Errorf("read %d bytes in chunks %v (want %d in [4096 4096 1808])", len(got), chunks, len(data))
+	}
+	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Errorf("hash of the stream is wrong")
 	}
 	// A stream that breaks off is an error, not an end: a decompressor
 	// reports a truncated layer as io.ErrUnexpectedEOF.
 	for _, want := range []error{io.ErrUnexpectedEOF, errors.New("reset")} {
-		var w countingWriter
-		err := copyFull(&w, &brokenReader{data: data, err: want}, make([]byte, 4096))
-		if !errors.Is(err, want) || w.Len() != len(data) {
-			t.Errorf("copy of a stream ending in %v: %v after %d bytes", want, err, w.Len())
+		p := newChunkPipe(2, 4096)
+		go p.fill(&brokenReader{data: data, err: want}, sha256.New())
+		got, err := io.ReadAll(p)
+		if !errors.Is(err, want) || len(got) != len(data) {
+			t.Errorf("a stream ending in %v read as %v after %d bytes", want, err, len(got))
 		}
+	}
+	// The reader giving up stops the writer.
+	p = newChunkPipe(2, 4096)
+	go func() { done <- p.fill(&brokenReader{data: bytes.Repeat(data, 100), err: io.EOF}, sha256.New()) }()
+	p.Read(make([]byte, 10))
+	p.closeRead()
+	if err := <-done; !errors.Is(err, errApplyDone) {
+		t.Errorf("writer after the reader left: %v", err)
 	}
 }
 
