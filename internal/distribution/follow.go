@@ -24,6 +24,8 @@ type follower struct {
 	// ended: the download is over; err nil means complete and verified.
 	ended bool
 	err   error
+	// want > 0: the extraction waits until off+want bytes are there.
+	want int64
 
 	// Extraction progress, reported once the download is complete
 	// (docker shows extraction after the download).
@@ -44,10 +46,18 @@ func newFollower(f content.IngestFile, p *Progress, id string, total int64) *fol
 func (fl *follower) Write(b []byte) (int, error) {
 	fl.mu.Lock()
 	fl.n += int64(len(b))
+	wake := fl.want > 0 && fl.n-fl.off >= fl.want
 	fl.mu.Unlock()
-	fl.cond.Broadcast()
+	if wake {
+		fl.cond.Broadcast()
+	}
 	return len(b), nil
 }
+
+// followChunk is how much the extraction waits for before it reads on:
+// the network delivers some 64 KiB at a time, and waking the extraction
+// for each would cost thread switches for little work.
+const followChunk = 256 << 10
 
 // end marks the end of the download: err nil once the blob is verified
 // (the extraction then reads to the end and gets io.EOF), else why it
@@ -78,8 +88,12 @@ func (fl *follower) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	fl.mu.Lock()
-	for fl.off == fl.n && !fl.ended {
-		fl.cond.Wait()
+	if want := min(int64(len(b)), followChunk); fl.n-fl.off < want && !fl.ended {
+		fl.want = want
+		for fl.n-fl.off < want && !fl.ended {
+			fl.cond.Wait()
+		}
+		fl.want = 0
 	}
 	off, n, ended, err := fl.off, fl.n, fl.ended, fl.err
 	fl.mu.Unlock()
