@@ -631,9 +631,12 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 
 	g, gctx := errgroup.WithContext(ctx)
 	sem := make(chan struct{}, p.c.jobs())
-	// Extractions at once: they are CPU-bound, and each holds a few MiB
-	// of buffers and a thread.
-	stageSem := make(chan struct{}, max(2*runtime.NumCPU(), p.c.jobs()))
+	// Extractions at once: each holds a few MiB of buffers and a thread.
+	// Enough for every download in flight and then some, so that a layer
+	// whose download starts late (beyond the job limit) does not also wait
+	// for an extraction to end: layers that extract side by side finish
+	// together, where one left for last would run alone on idle cores.
+	stageSem := make(chan struct{}, p.c.jobs()+2*runtime.NumCPU())
 	acquireStage := func() bool {
 		select {
 		case stageSem <- struct{}{}:
