@@ -3,9 +3,13 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/rand"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/berth-engine/berth/internal/testutil"
@@ -97,4 +101,92 @@ func hostArch() string {
 		return "arm64"
 	}
 	return runtime.GOARCH
+}
+
+// TestConcurrentPullsShareLayers pulls two images that share their lower
+// layers at the same time: each layer is extracted while it downloads, by
+// both pulls, and must be stored once (one blob, one snapshot per chain),
+// with nothing left in the staging area and both images whole.
+func TestConcurrentPullsShareLayers(t *testing.T) {
+	d := daemonWithBusybox(t)
+	reg := testutil.StartRegistry(t, binDir)
+	// The busybox layer is unpacked before, like a base image in use.
+	mustCfgBerth(t, d, "run", "--rm", "--network", "none", "busybox", "true")
+	bb, err := tarball.LayerFromFile(testutil.BusyboxTarFile(t, d.Root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 2<<20)
+	rand.Read(noise)
+	shared := layerOf(t, compression.GZip, tarEntry{name: "shared", body: string(noise)})
+	push := func(tag string, top v1.Layer) {
+		img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: hostArch(), Config: v1.Config{Cmd: []string{"sh"}}, RootFS: v1.RootFS{Type: "layers"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.AppendLayers(img, bb, shared, top); err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(reg.Addr+"/share:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("one", layerOf(t, compression.ZStd, tarEntry{name: "which", body: "one"}))
+	push("two", layerOf(t, compression.GZip, tarEntry{name: "which", body: "two"}))
+
+	snapshots := func() int {
+		ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "overlay2", "snapshots"))
+		n := 0
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+		return n
+	}
+	blobs := func() int {
+		ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "content", "blobs", "sha256"))
+		return len(ents)
+	}
+	if info := mustCfgBerth(t, d, "info", "--format", "{{.Driver}}"); strings.TrimSpace(info) != "overlay2" {
+		t.Skipf("storage driver %s: layers are not staged", strings.TrimSpace(info))
+	}
+	snapsBefore, blobsBefore := snapshots(), blobs()
+
+	var wg sync.WaitGroup
+	errs := make([]string, 2)
+	for i, tag := range []string{"one", "two"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := cfgBerth(t, d, "", "pull", reg.Addr+"/share:"+tag); r.ExitCode != 0 {
+				errs[i] = r.String()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != "" {
+			t.Fatalf("pull: %s", e)
+		}
+	}
+	for _, tag := range []string{"one", "two"} {
+		if got := mustCfgBerth(t, d, "run", "--rm", "--network", "none", reg.Addr+"/share:"+tag, "sh", "-c", "cat /which; wc -c < /shared"); got != tag+"2097152\n" {
+			t.Errorf("%s sees %q", tag, got)
+		}
+	}
+	// New: the shared layer's chain and one top chain per image (the
+	// busybox chain is there); blobs: busybox gzipped (imported, it is
+	// stored uncompressed), the shared layer, two tops, two configs, two
+	// manifests.
+	if got := snapshots() - snapsBefore; got != 3 {
+		t.Errorf("%d snapshots added, want 3", got)
+	}
+	if got := blobs() - blobsBefore; got != 8 {
+		t.Errorf("%d blobs added, want 8", got)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "tmp", "unpack")); len(ents) != 0 {
+		t.Errorf("staged layers left: %d", len(ents))
+	}
 }
