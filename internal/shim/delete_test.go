@@ -52,15 +52,12 @@ func cgroupPaths(t *testing.T, stateDir string) []string {
 func TestDirectDelete(t *testing.T) {
 	runc := requireRuntime(t)
 	rt, record := recordingRuntime(t, runc)
-	c := newContainer(t, spec{args: []string{"sh", "-c", "exec 0<&-; read x"}, noLog: true})
+	c := newContainer(t, spec{args: []string{"sh", "-c", "exit 3"}, noLog: true})
 	c.cfg.Runtime = rt
 	stateDir := filepath.Join(c.runRoot, c.cfg.ID)
 	c.cfg.RuntimeState = stateDir
 	ctx := testCtx(t)
 	client, _ := c.spawn(ctx)
-	if err := client.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
 	paths := cgroupPaths(t, stateDir)
 	// A sub-cgroup, as a container with cgroup rights may make: it must
 	// go first, or its parent cannot be removed.
@@ -69,11 +66,14 @@ func TestDirectDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(sub) })
-	st, done, err := client.WaitDone(ctx)
-	if err != nil || st.Code != 1 {
-		t.Fatalf("WaitDone = %+v, %v; want exit 1 (read at EOF)", st, err)
+	if err := client.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
 	}
-	<-done
+	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 3 {
+		t.Fatalf("Wait = %+v, %v; want exit 3", st, err)
+	}
+	// The shim exits once the container is deleted.
+	waitShimsGone(c.cfg.Bundle)
 	for _, p := range append(paths, sub) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("cgroup %s left behind: %v", p, err)
@@ -110,11 +110,10 @@ func TestDirectDeleteFallsBackToRuntime(t *testing.T) {
 	if err := client.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	st, done, err := client.WaitDone(ctx)
-	if err != nil || st.Code != 0 {
-		t.Fatalf("WaitDone = %+v, %v", st, err)
+	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 0 {
+		t.Fatalf("Wait = %+v, %v", st, err)
 	}
-	<-done
+	waitShimsGone(c.cfg.Bundle)
 	b, err := os.ReadFile(record)
 	if err != nil {
 		t.Fatal(err)
