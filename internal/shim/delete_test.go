@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/berth-engine/berth/internal/shim"
 )
 
 // recordingRuntime wraps runc in a script that appends each command it is
@@ -128,5 +131,52 @@ func TestDirectDeleteFallsBackToRuntime(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("cgroup %s left behind: %v", p, err)
 		}
+	}
+}
+
+// With RuntimeState (berth's runtime, the container's own pid namespace)
+// a kill of the init goes straight through its pidfd; --all, and other
+// runtimes, still go through the runtime's kill.
+func TestDirectSignal(t *testing.T) {
+	runc := requireRuntime(t)
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "direct", false: "runtime"}[direct], func(t *testing.T) {
+			rt, record := recordingRuntime(t, runc)
+			c := newContainer(t, spec{args: []string{"sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"}})
+			c.cfg.Runtime = rt
+			if direct {
+				c.cfg.RuntimeState = filepath.Join(c.runRoot, c.cfg.ID)
+			}
+			ctx := testCtx(t)
+			client, _ := c.spawn(ctx)
+			conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			s := readStream(conn)
+			if err := client.Start(ctx); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			s.waitFor(t, "ready")
+			if err := client.Kill(ctx, syscall.SIGTERM, false); err != nil {
+				t.Fatalf("Kill: %v", err)
+			}
+			st, err := waitExit(ctx, c.cfg, client)
+			if err != nil || st.Code != 7 {
+				t.Fatalf("Wait = %+v, %v; want exit 7 from the TERM trap", st, err)
+			}
+			if err := client.Kill(ctx, syscall.SIGTERM, false); err == nil {
+				t.Errorf("Kill after the exit succeeded")
+			}
+			waitShimsGone(c.cfg.Bundle)
+			b, err := os.ReadFile(record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(b), " kill "); got == direct {
+				t.Errorf("runtime kill ran = %v with direct = %v:\n%s", got, direct, b)
+			}
+		})
 	}
 }

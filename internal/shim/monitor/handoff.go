@@ -158,7 +158,7 @@ func Run(configPath string) int {
 }
 
 func newMonitor(cfg wire.Config) *monitor {
-	return &monitor{cfg: cfg, waiters: map[*os.File]struct{}{}, deleted: make(chan struct{})}
+	return &monitor{cfg: cfg, waiters: map[*os.File]struct{}{}, deleted: make(chan struct{}), initFd: -1}
 }
 
 // setup prepares what both stages need: the subreaper bit, /dev/null for
@@ -303,6 +303,9 @@ func resume(cfg wire.Config, h handoff, syncPipe *os.File) int {
 		m.startCopier(stdout, streamStdout)
 		m.startCopier(stderr, streamStderr)
 	}
+	// The init is alive and not yet reaped (it waits for its start), so
+	// a pidfd opened now is its own for good: kill signals through it.
+	m.initFd = openPidfd(h.Pid)
 	m.waitInit = m.rt.reaper.watch(h.Pid)
 	m.oomFile = oomFile(h.Pid)
 	m.oomBase = h.OOMBase

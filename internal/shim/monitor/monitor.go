@@ -92,6 +92,7 @@ type monitor struct {
 	stdin   stdinPipe
 
 	waitInit func() syscall.WaitStatus // blocks until the container's init exits
+	initFd   int                       // a pidfd of the init, or -1 (see signalInit)
 	oomFile  string
 	oomBase  int64
 
