@@ -305,7 +305,7 @@ func resume(cfg wire.Config, h handoff, syncPipe *os.File) int {
 	}
 	// The init is alive and not yet reaped (it waits for its start), so
 	// a pidfd opened now is its own for good: kill signals through it.
-	m.initFd = openPidfd(h.Pid)
+	m.initFd = openInitPidfd(h.Pid)
 	m.waitInit = m.rt.reaper.watch(h.Pid)
 	m.oomFile = oomFile(h.Pid)
 	m.oomBase = h.OOMBase
