@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,5 +179,33 @@ func TestDirectSignal(t *testing.T) {
 				t.Errorf("runtime kill ran = %v with direct = %v:\n%s", got, direct, b)
 			}
 		})
+	}
+}
+
+// Start answers once the init has exec'd the user's process, not merely
+// once it was told to: `docker top` right after `docker run -d` shows the
+// command, never the runtime's init.
+func TestStartReturnsAfterExec(t *testing.T) {
+	requireRuntime(t)
+	for i := 0; i < 10; i++ {
+		c := newContainer(t, spec{args: []string{"sleep", "1000"}, noLog: true})
+		ctx := testCtx(t)
+		client, pid := c.spawn(ctx)
+		if err := client.Start(ctx); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(b)); got != "sleep" {
+			t.Errorf("start %d: the init is still %q after Start returned", i, got)
+		}
+		if err := client.Kill(ctx, syscall.SIGKILL, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waitExit(ctx, c.cfg, client); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
