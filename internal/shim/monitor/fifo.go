@@ -31,15 +31,15 @@ func startViaFifo(runtimeArgs []string, id string, initPid int) error {
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		return errNoFifo
 	}
+	// The init's executable before the exec (the runtime's), to see the
+	// exec happen (awaitExec). Read now: the open below releases the init.
+	before, _ := os.Readlink("/proc/" + strconv.Itoa(initPid) + "/exe")
 	// Non-blocking: the open succeeds at once and wakes the init's open.
 	fd, err := syscall.Open(fifo, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return errNoFifo
 	}
 	defer syscall.Close(fd)
-	// The init's executable before the exec (the runtime's), to see the
-	// exec happen (awaitExec).
-	before, _ := os.Readlink("/proc/" + strconv.Itoa(initPid) + "/exe")
 	var buf [8]byte
 	for {
 		n, err := syscall.Read(fd, buf[:])
