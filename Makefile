@@ -1,5 +1,5 @@
 # berth — build, install, test.
-#   make            build bin/berth, bin/berth-shim, bin/berth-runtime
+#   make            build bin/berth, bin/berth-daemon, bin/berth-shim, bin/berth-runtime
 #   make quickstart build, start a daemon if none runs, import busybox, run a container (root)
 #   make test       install test dependencies, then vet, staticcheck, unit and integration tests (root)
 #   make bench      compare berth with Docker and Podman where installed (root)
@@ -17,12 +17,17 @@ SHIM_ENV := CGO_ENABLED=0
 
 all: build
 
-build: $(BIN)/berth $(BIN)/berth-shim $(BIN)/berth-runtime
+build: $(BIN)/berth $(BIN)/berth-daemon $(BIN)/berth-shim $(BIN)/berth-runtime
 
 # The CLI starts once per command: static (no cgo, no dynamic loader) it
 # starts ~3 ms faster. Nothing in it needs cgo.
 $(BIN)/berth: FORCE
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth
+
+# The daemon and the registry (`berth daemon` execs it): kept out of the
+# CLI, whose start every command pays.
+$(BIN)/berth-daemon: FORCE
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/berth-daemon
 
 # Seccomp through libseccomp (cgo, libseccomp-dev), with berth's cache of
 # compiled filters swapped into libcontainer (scripts/runtime-overlay.sh).
@@ -37,7 +42,7 @@ $(BIN)/berth-shim: FORCE
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BIN)/berth $(BIN)/berth-shim $(BIN)/berth-runtime $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/berth $(BIN)/berth-daemon $(BIN)/berth-shim $(BIN)/berth-runtime $(DESTDIR)$(PREFIX)/bin/
 
 # What the tests need on a fresh Debian machine: busybox-static for test
 # images, runc to prove --runtime works with an external OCI runtime,

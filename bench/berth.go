@@ -31,7 +31,7 @@ func newBerth(root, binDir string) (*berthEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range []string{"berth", "berth-shim"} {
+	for _, n := range []string{"berth", "berth-daemon", "berth-shim"} {
 		if _, err := os.Stat(filepath.Join(binDir, n)); err != nil {
 			return nil, fmt.Errorf("berth: %w (build it with `make build`, or point -bin at the binaries)", err)
 		}
@@ -44,7 +44,7 @@ func newBerth(root, binDir string) (*berthEngine, error) {
 	// The daemon finds berth-shim and berth-runtime next to itself or on
 	// PATH; put -bin first so that it never picks up an installed copy.
 	b.env = cleanEnv("BERTH_HOST=unix://"+e.socket, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	b.ownNames = []string{"berth", "berth-shim", "berth-runtime"}
+	b.ownNames = []string{"berth", "berth-daemon", "berth-shim", "berth-runtime"}
 	b.info.Version = firstLine(b.cliPath, "--version")
 	b.info.CLIVersion = b.info.Version
 	return e, nil

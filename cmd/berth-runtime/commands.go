@@ -91,6 +91,7 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	if err := ensureSeccompCache(config.Seccomp); err != nil {
 		return err
 	}
+	stripSeccompRules(config.Seccomp)
 	c, err := libcontainer.Create(g.root, id, config)
 	if err != nil {
 		return err

@@ -37,7 +37,8 @@ func init() {
 	// libcontainer re-executes this binary as the container's init:
 	// nsexec (C) has already joined the namespaces; Init never returns.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
-		preloadSeccomp()
+		// The seccomp program, compiled by create, comes in the
+		// container's config (BerthProgram): no cache to read here.
 		libcontainer.Init()
 	}
 }

@@ -56,6 +56,7 @@ func Main(args []string, extra ...*cobra.Command) int {
 func Run(ctx context.Context, args []string, o Options) int {
 	c := newCLI(o)
 	defer c.close()
+	c.target = commandTarget(args)
 	root := c.newRootCommand(o.Extra...)
 	if args == nil {
 		args = []string{} // cobra would read os.Args for nil
@@ -143,6 +144,9 @@ type berthCLI struct {
 	host   string
 	client *client.Client
 	extra  map[*cobra.Command]bool
+	// target is the command this invocation runs, when commandTarget
+	// could tell ("" = unknown: the whole tree is built).
+	target string
 }
 
 func newCLI(o Options) *berthCLI {
@@ -414,10 +418,70 @@ func (c *berthCLI) applyGlobalOptions() error {
 	return nil
 }
 
+// commandTarget returns the name of the top-level command args run: their
+// first word that is neither a root flag nor a root flag's value. It
+// returns "" when unsure (an unknown flag, --help, --version, no command).
+func commandTarget(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return ""
+		case a == "-" || !strings.HasPrefix(a, "-"):
+			return a
+		case strings.HasPrefix(a, "--"):
+			name, _, inline := strings.Cut(a[2:], "=")
+			switch name {
+			case "host", "log-level", "config", "tlscacert", "tlscert", "tlskey":
+				if !inline {
+					i++ // the value
+				}
+			case "debug", "tls", "tlsverify":
+			default:
+				return ""
+			}
+		default: // short flags, perhaps grouped: -D, -H VALUE, -HVALUE, -Dl debug
+			s := a[1:]
+		short:
+			for j := 0; j < len(s); j++ {
+				switch s[j] {
+				case 'D':
+				case 'H', 'l':
+					if j == len(s)-1 {
+						i++ // the value is the next argument
+					}
+					break short
+				default:
+					return ""
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// needsContainerFlags tells whether the command tree needs run and create
+// (name "run" or "create" at the top, "container" for the group's): their
+// ~100 flags each are most of the tree's cost (~1.6 ms in all here), which
+// every CLI start pays, so they are left out when another command runs.
+// Help, completion and an unknown target get everything.
+func (c *berthCLI) needsContainerFlags(name string) bool {
+	switch c.target {
+	case "", "help", "completion", "__complete", "__completeNoDesc", name:
+		return true
+	}
+	return false
+}
+
 func (c *berthCLI) addCommands(root *cobra.Command) {
 	// Top-level commands, as docker has them.
+	if c.needsContainerFlags("run") {
+		root.AddCommand(c.newRunCommand())
+	}
+	if c.needsContainerFlags("create") {
+		root.AddCommand(c.newCreateCommand())
+	}
 	root.AddCommand(
-		c.newRunCommand(),
 		c.newPsCommand(),
 		c.newPullCommand(),
 		c.newPushCommand(),
@@ -427,7 +491,6 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 		c.newVersionCommand(),
 		c.newInfoCommand(),
 
-		c.newCreateCommand(),
 		c.newStartCommand(),
 		c.newStopCommand(),
 		c.newKillCommand(),
@@ -452,7 +515,10 @@ func (c *berthCLI) addCommands(root *cobra.Command) {
 	delete(ls.Annotations, "category-top")
 	rm := c.newRmCommand()
 	rm.Aliases = []string{"remove"}
-	container.AddCommand(ls, c.newRunCommand(), c.newCreateCommand(), c.newStartCommand(), c.newStopCommand(),
+	if c.needsContainerFlags("container") {
+		container.AddCommand(c.newRunCommand(), c.newCreateCommand())
+	}
+	container.AddCommand(ls, c.newStartCommand(), c.newStopCommand(),
 		c.newKillCommand(), rm, c.newRestartCommand(), c.newWaitCommand(), c.newContainerInspectCommand(),
 		c.newRenameCommand(), c.newLogsCommand(), c.newContainerPruneCommand())
 	for _, sub := range container.Commands() {

@@ -16,12 +16,14 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/oci"
+	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/shim"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
 	eventtypes "github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/signal"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // startTimeout bounds how long a start may take once begun; a client that
@@ -230,6 +232,7 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 		Tty:            c.Config.Tty,
 		ConsoleHeight:  height,
 		ConsoleWidth:   width,
+		RuntimeState:   directDeleteState(rt, c.ID, spec),
 	})
 	if err != nil {
 		return err
@@ -272,6 +275,27 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	go s.monitor(e, client, gen, exitFile)
 	s.log.Debug("container started", "id", c.ID, "pid", pid)
 	return nil
+}
+
+// directDeleteState is the runtime state directory the shim may delete
+// itself once the container has exited (see wire.Config.RuntimeState):
+// berth's own runtime, a pid namespace of the container's own (so nothing
+// outlives its init) and nothing but cgroups and the state directory to
+// undo (no hooks, no Intel RDT group). "" leaves it to `<runtime> delete`.
+func directDeleteState(rt runtime.Runtime, id string, spec *specs.Spec) string {
+	if spec.Hooks != nil || spec.Linux == nil || spec.Linux.IntelRdt != nil {
+		return ""
+	}
+	ownPid := false
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace && ns.Path == "" {
+			ownPid = true
+		}
+	}
+	if !ownPid {
+		return ""
+	}
+	return rt.StateDir(id)
 }
 
 // monitor waits for the container's exit through its shim and records it.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
@@ -45,6 +46,24 @@ func (r Runtime) Argv(cmd ...string) []string {
 	argv = append(argv, r.Path)
 	argv = append(argv, r.Args...)
 	return append(argv, cmd...)
+}
+
+// StateDir returns the directory where berth's own runtime keeps the
+// state of container id (<root>/<id>, libcontainer's layout), or "" for
+// any other runtime: only for its own does berth know that layout.
+func (r Runtime) StateDir(id string) string {
+	if r.Name != DefaultName {
+		return ""
+	}
+	for i, a := range r.Args {
+		switch {
+		case a == "--root" && i+1 < len(r.Args):
+			return filepath.Join(r.Args[i+1], id)
+		case strings.HasPrefix(a, "--root="):
+			return filepath.Join(strings.TrimPrefix(a, "--root="), id)
+		}
+	}
+	return ""
 }
 
 // RegistryOptions configure a Registry.

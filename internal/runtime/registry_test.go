@@ -136,3 +136,24 @@ func TestRegistryFindsBerthRuntimeNextToExecutable(t *testing.T) {
 		t.Errorf("berth runtime not found: %+v, want the bare name", rt)
 	}
 }
+
+func TestStateDir(t *testing.T) {
+	r := NewRegistry(RegistryOptions{ExecRoot: "/run/berth", BerthRuntime: "/opt/berth/berth-runtime", NoDiscover: true})
+	def, _ := r.Get("")
+	if got := def.StateDir("abc"); got != "/run/berth/runtime/berth/abc" {
+		t.Errorf("berth's runtime: %q", got)
+	}
+	if err := r.Add("other", "/bin/sh"); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := r.Get("other")
+	if got := other.StateDir("abc"); got != "" {
+		t.Errorf("another runtime's state directory is not berth's to know: %q", got)
+	}
+	if got := (Runtime{Name: DefaultName, Args: []string{"--root=/r"}}).StateDir("abc"); got != "/r/abc" {
+		t.Errorf("--root=: %q", got)
+	}
+	if got := (Runtime{Name: DefaultName}).StateDir("abc"); got != "" {
+		t.Errorf("no root: %q", got)
+	}
+}

@@ -177,33 +177,59 @@ exit 0`)
 	}
 }
 
-// The first stage can serve the container itself (when the re-exec is
-// impossible, or switched off).
-func TestWithoutReexec(t *testing.T) {
-	t.Setenv("BERTH_SHIM_NO_REEXEC", "1")
-	c := newContainer(t, spec{args: []string{"sh", "-c", "cat; exit 4"}, stdin: true, stdinOnce: true})
-	ctx := testCtx(t)
-	client, _ := c.spawn(ctx)
-	conn, err := client.Attach(ctx, shim.AttachOptions{Stdin: true, Stdout: true})
+// shimReexeced tells whether the shim process pid runs a second stage: its
+// environment (the one it was exec'd with) carries the handoff.
+func shimReexeced(t *testing.T, pid int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	s := readStream(conn)
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn.Write([]byte("echo\n"))
-	closeWrite(t, conn)
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(s.all(t))); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 4 || out.String() != "echo\n" {
-		t.Fatalf("Wait = %+v, %v; output %q", st, err, out.String())
-	}
-	if b, _ := os.ReadFile(filepath.Join(c.cfg.Bundle, "shim.log")); !bytes.Contains(b, []byte("serving from the first stage")) {
-		t.Errorf("shim.log does not say it served from the first stage: %s", b)
+	return bytes.Contains(b, []byte("BERTH_SHIM_HANDOFF="))
+}
+
+// By default the first stage serves the container itself (no second Go
+// process start on the way to the container's start); with
+// BERTH_SHIM_REEXEC=1 a fresh second stage takes over. Both serve stdin,
+// output and the exit alike.
+func TestReexecModes(t *testing.T) {
+	for _, reexec := range []bool{false, true} {
+		t.Run(map[bool]string{false: "first-stage", true: "second-stage"}[reexec], func(t *testing.T) {
+			if reexec {
+				t.Setenv("BERTH_SHIM_REEXEC", "1")
+			}
+			c := newContainer(t, spec{args: []string{"sh", "-c", "cat; exit 4"}, stdin: true, stdinOnce: true})
+			ctx := testCtx(t)
+			client, _ := c.spawn(ctx)
+			pids := shimPids(c.cfg.Bundle)
+			if len(pids) != 1 {
+				t.Fatalf("shims: %v", pids)
+			}
+			if got := shimReexeced(t, pids[0]); got != reexec {
+				t.Errorf("second stage = %v, want %v", got, reexec)
+			}
+			conn, err := client.Attach(ctx, shim.AttachOptions{Stdin: true, Stdout: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			s := readStream(conn)
+			if err := client.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			conn.Write([]byte("echo\n"))
+			closeWrite(t, conn)
+			var out bytes.Buffer
+			if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(s.all(t))); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := waitExit(ctx, c.cfg, client); err != nil || st.Code != 4 || out.String() != "echo\n" {
+				t.Fatalf("Wait = %+v, %v; output %q", st, err, out.String())
+			}
+			if b, _ := os.ReadFile(filepath.Join(c.cfg.Bundle, "shim.log")); bytes.Contains(b, []byte("re-exec failed")) {
+				t.Errorf("shim.log: %s", b)
+			}
+		})
 	}
 }
 

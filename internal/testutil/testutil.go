@@ -153,7 +153,7 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// BuildBinaries builds berth, berth-shim and berth-runtime into dir, the way
+// BuildBinaries builds berth, berth-daemon, berth-shim and berth-runtime into dir, the way
 // the Makefile does. If BERTH_BIN_DIR is set, its binaries are used instead.
 func BuildBinaries(dir string) (string, error) {
 	if d := os.Getenv("BERTH_BIN_DIR"); d != "" {
@@ -169,6 +169,7 @@ func BuildBinaries(dir string) (string, error) {
 		tags     string
 	}{
 		{"./cmd/berth", "berth", nil, ""},
+		{"./cmd/berth-daemon", "berth-daemon", nil, ""},
 		{"./cmd/berth-runtime", "berth-runtime", nil, "seccomp,berthseccompcache,netgo,osusergo"},
 		{"./cmd/berth-shim", "berth-shim", []string{"CGO_ENABLED=0"}, ""},
 	}

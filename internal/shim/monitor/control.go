@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berth-engine/berth/internal/shim/wire"
@@ -210,6 +211,19 @@ func (m *monitor) notRunning() bool {
 func (m *monitor) kill(sig int, all bool) error {
 	if m.notRunning() {
 		return kindErr(wire.KindNotFound, "container %s is not running", m.cfg.ID)
+	}
+	if !all {
+		// Signalled directly, as `<runtime> kill` would: no Go process
+		// start between `docker stop` and the container.
+		if ok, err := m.signalInit(sig); ok {
+			if errors.Is(err, syscall.ESRCH) || m.notRunning() {
+				return kindErr(wire.KindNotFound, "container %s is not running", m.cfg.ID)
+			}
+			if err != nil {
+				return errors.New("kill container init: " + err.Error())
+			}
+			return nil
+		}
 	}
 	args := []string{"kill"}
 	if all {

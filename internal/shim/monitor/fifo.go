@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ func startViaFifo(runtimeArgs []string, id string, initPid int) error {
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		return errNoFifo
 	}
+	// The init's executable before the exec (the runtime's), to see the
+	// exec happen (awaitExec). Read now: the open below releases the init.
+	before, _ := os.Readlink("/proc/" + strconv.Itoa(initPid) + "/exe")
 	// Non-blocking: the open succeeds at once and wakes the init's open.
 	fd, err := syscall.Open(fifo, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -45,6 +49,7 @@ func startViaFifo(runtimeArgs []string, id string, initPid int) error {
 				return errors.New("container process sent an unexpected start handshake")
 			}
 			_ = os.Remove(fifo)
+			awaitExec(initPid, before)
 			return nil
 		case err == syscall.EAGAIN || err == syscall.EINTR || n == 0 && err == nil:
 			// No data yet (n == 0: the init has not connected as a writer
@@ -59,6 +64,31 @@ func startViaFifo(runtimeArgs []string, id string, initPid int) error {
 			// EOF is reported until a writer connects: don't spin.
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// execWait bounds awaitExec: a runtime may run hooks between the handshake
+// and the exec, and the start must not hang on them.
+const execWait = time.Second
+
+// awaitExec returns once the init has exec'd the user's process (or died,
+// or execWait passed): its executable is then no longer the runtime's.
+// The handshake comes just before the exec; without this wait, start could
+// answer while the init still runs the runtime's code, and a `docker top`
+// right after `docker run -d` would show that instead of the command.
+// before is the init's executable as read at the handshake.
+func awaitExec(initPid int, before string) {
+	if before == "" {
+		return
+	}
+	exe := "/proc/" + strconv.Itoa(initPid) + "/exe"
+	deadline := time.Now().Add(execWait)
+	for delay := 20 * time.Microsecond; time.Now().Before(deadline); delay = min(2*delay, time.Millisecond) {
+		now, err := os.Readlink(exe)
+		if err != nil || now != before {
+			return // exec'd, or gone
+		}
+		time.Sleep(delay)
 	}
 }
 

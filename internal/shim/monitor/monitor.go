@@ -92,6 +92,7 @@ type monitor struct {
 	stdin   stdinPipe
 
 	waitInit func() syscall.WaitStatus // blocks until the container's init exits
+	initFd   int                       // a pidfd of the init, or -1 (see signalInit)
 	oomFile  string
 	oomBase  int64
 
@@ -464,7 +465,7 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	m.waiters = nil
 	m.mu.Unlock()
 	// The exit is reported before the runtime deletes the container (its
-	// cgroups and state), which takes a Go process start: the daemon needs
+	// cgroups and state), which may take a Go process start: the daemon needs
 	// nothing of that to record the exit and answer `wait`. The socket
 	// goes first, so that the daemon may start the container again at once
 	// (a new shim binds the same path); the daemon holds a new start back
@@ -474,7 +475,7 @@ func (m *monitor) finish(ws syscall.WaitStatus) {
 	for conn := range waiters {
 		_ = reply(conn, wire.Response{Exit: &st})
 	}
-	if err := m.rt.run("delete", "--force", m.cfg.ID); err != nil {
+	if err := m.deleteContainer(); err != nil {
 		logWarn("delete container", "err", err)
 	}
 	close(m.deleted)

@@ -23,6 +23,9 @@ func AppendConfig(dst []byte, c Config) []byte {
 	w.Bool("log_non_blocking", c.LogNonBlocking)
 	w.Bool("stdin", c.Stdin).Bool("stdin_once", c.StdinOnce).Bool("tty", c.Tty)
 	w.Int("console_height", int64(c.ConsoleHeight)).Int("console_width", int64(c.ConsoleWidth))
+	if c.RuntimeState != "" {
+		w.String("runtime_state", c.RuntimeState)
+	}
 	return w.End()
 }
 
@@ -67,6 +70,8 @@ func ParseConfig(data []byte) (Config, error) {
 			c.ConsoleHeight, err = uint16Of(v)
 		case "console_width":
 			c.ConsoleWidth, err = uint16Of(v)
+		case "runtime_state":
+			c.RuntimeState, err = v.Str()
 		}
 		return member(k, err)
 	})

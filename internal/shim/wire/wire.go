@@ -8,6 +8,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -32,6 +33,13 @@ type Config struct {
 	// ConsoleHeight and ConsoleWidth are the initial pty size.
 	ConsoleHeight uint16
 	ConsoleWidth  uint16
+	// RuntimeState is the container's state directory in berth's own
+	// runtime (<root>/<id>), set only when that runtime runs it with a
+	// pid namespace of its own and no hooks. The shim then deletes the
+	// exited container itself, as `berth-runtime delete` would (its
+	// cgroups, then this directory), instead of starting the runtime
+	// for it; on any trouble it falls back to `<runtime> delete`.
+	RuntimeState string
 }
 
 // MaxSocketPath is the longest unix socket path the kernel accepts
@@ -55,6 +63,8 @@ func (c *Config) Validate() error {
 		return errors.New("shim config: no exit file")
 	case c.LogMaxSize < 0:
 		return fmt.Errorf("shim config: negative log max size %d", c.LogMaxSize)
+	case c.RuntimeState != "" && (c.RuntimeState[0] != '/' || filepath.Clean(c.RuntimeState) != c.RuntimeState || filepath.Base(c.RuntimeState) != c.ID):
+		return fmt.Errorf("shim config: runtime state %q is not a clean absolute path ending in the container's ID", c.RuntimeState)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ func TestConfigRoundTrip(t *testing.T) {
 	c := Config{
 		ID: "abc", Bundle: "/run/b", Runtime: "/usr/bin/runc", RuntimeArgs: []string{"--root", "/run/r"},
 		Socket: "/run/s.sock", ExitFile: "/run/b/exit.json", LogPath: "/var/l.log", LogMaxSize: 1 << 20, LogMaxFiles: 3, LogNonBlocking: true,
-		Stdin: true, StdinOnce: true, Tty: true, ConsoleHeight: 40, ConsoleWidth: 120,
+		Stdin: true, StdinOnce: true, Tty: true, ConsoleHeight: 40, ConsoleWidth: 120, RuntimeState: "/run/r/abc",
 	}
 	got, err := ParseConfig(AppendConfig(nil, c))
 	if err != nil {
@@ -38,6 +38,9 @@ func TestConfigValidate(t *testing.T) {
 		"long socket":     func(c *Config) { c.Socket = "/" + strings.Repeat("x", 110) },
 		"no exit file":    func(c *Config) { c.ExitFile = "" },
 		"negative size":   func(c *Config) { c.LogMaxSize = -1 },
+		"relative state":  func(c *Config) { c.RuntimeState = "r/a" },
+		"unclean state":   func(c *Config) { c.RuntimeState = "/r/../a" },
+		"other state":     func(c *Config) { c.RuntimeState = "/r/b" },
 	} {
 		c := ok
 		mut(&c)
