@@ -46,6 +46,14 @@ type Containers interface {
 	Logs(ctx context.Context, id string, opts api.LogsOptions) (<-chan api.LogMessage, api.LogsInfo, error)
 }
 
+// StepRunner runs a RUN step's process without a container record (the
+// engine's ContainerService.RunBuildStep): same runtime and confinement,
+// no shim. errdefs.ErrNotImplemented, returned before anything ran, means
+// the step needs a container.
+type StepRunner interface {
+	RunBuildStep(ctx context.Context, req api.BuildStepRequest) (int, error)
+}
+
 // Puller fetches an image that is not present (FROM of a missing image).
 type Puller interface {
 	Pull(ctx context.Context, ref string, opts api.PullOptions, progress io.Writer) error
@@ -65,6 +73,9 @@ type Deps struct {
 	// mapping: none); its writable layer holds host ids that become the
 	// container's in the layers built from it.
 	IDMapping func(containerID string) user.IdentityMapping
+
+	// Steps runs RUN steps directly (nil: every step is a container).
+	Steps StepRunner
 }
 
 // Builder serves builds. It is safe for concurrent use.
