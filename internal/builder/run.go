@@ -207,6 +207,10 @@ type stageState struct {
 	args     map[string]*string // ARGs declared in this stage, in effect
 	argOrder []string
 	cmdSet   bool // a CMD was given in this stage (ENTRYPOINT then keeps it)
+	// next is the instruction after the one being dispatched (nil: none,
+	// or an ONBUILD trigger runs), prefetch a COPY started early.
+	next     instructions.Command
+	prefetch *copyPrefetch
 }
 
 func (r *run) metaArgs(args []instructions.ArgCommand) error {
@@ -269,6 +273,12 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 	if st.id != "" {
 		fmt.Fprintf(r.out, " ---> %s\n", shortID(st.id))
 	}
+	defer func() {
+		if p := st.prefetch; p != nil {
+			st.prefetch = nil
+			p.discard()
+		}
+	}()
 	// ONBUILD triggers of the base image run first.
 	for _, trig := range st.cfg.Config.OnBuild {
 		fmt.Fprintf(r.out, "# Executing 1 build trigger\n")
@@ -283,9 +293,13 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 	if len(st.cfg.Config.OnBuild) > 0 {
 		st.cfg.Config.OnBuild = nil
 	}
-	for _, cmd := range s.Commands {
+	for n, cmd := range s.Commands {
 		if ctx.Err() != nil {
 			return errCancelled
+		}
+		st.next = nil
+		if n+1 < len(s.Commands) {
+			st.next = s.Commands[n+1]
 		}
 		r.printStep(cmd.(fmt.Stringer).String())
 		t0 := time.Now()
@@ -454,6 +468,9 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 	case *instructions.RunCommand:
 		return r.runStep(ctx, st, c)
 	case *instructions.CopyCommand:
+		if p := r.takePrefetch(st, c); p != nil {
+			return r.copyPrefetched(ctx, st, p)
+		}
 		return r.copyStep(ctx, stage, st, copySpec{
 			text: text, srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
 			from: c.From, chown: c.Chown, chmod: c.Chmod, name: "COPY",

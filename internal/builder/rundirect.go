@@ -42,6 +42,7 @@ func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy stri
 		}
 	}()
 	started := false
+	r.startPrefetch(ctx, st)
 	code, err := r.b.d.Steps.RunBuildStep(ctx, api.BuildStepRequest{
 		ID:          id,
 		Image:       st.id.String(),
