@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-engine/berth/internal/fsutil"
@@ -90,10 +91,7 @@ func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string,
 	if err != nil {
 		return err
 	}
-	id, err := r.b.putBlob(ctx, raw)
-	if err != nil {
-		return fmt.Errorf("store image config: %w", err)
-	}
+	id := digest.FromBytes(raw)
 	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: id, Size: int64(len(raw))}, Layers: layers}
 	m.SchemaVersion = 2
 	if m.Layers == nil {
@@ -103,7 +101,21 @@ func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string,
 	if err != nil {
 		return err
 	}
+	// The two blobs are stored at once: their syncs overlap (the
+	// filesystem commits them in one journal transaction) instead of
+	// queueing. Both are there before the image record names them.
+	var cerr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := r.b.putBlob(ctx, raw); err != nil {
+			cerr = fmt.Errorf("store image config: %w", err)
+		}
+	})
 	mdgst, err := r.b.putBlob(ctx, mraw)
+	wg.Wait()
+	if cerr != nil {
+		return cerr
+	}
 	if err != nil {
 		return fmt.Errorf("store manifest: %w", err)
 	}
@@ -142,8 +154,12 @@ func (c *cache) get(key string) digest.Digest {
 	return d
 }
 
+// put records key → id. The entry is renamed into place but not synced:
+// a crash of the host may lose it (a miss next time) or leave it empty
+// (unparsable: a miss too), never point it at a wrong image, since an
+// entry is only its image ID and get checks that the image exists.
 func (c *cache) put(key string, id digest.Digest) {
-	_ = fsutil.WriteFileAtomic(filepath.Join(c.dir, key), []byte(id.String()), 0o600)
+	_ = fsutil.WriteFileAtomicSync(filepath.Join(c.dir, key), []byte(id.String()), 0o600, fsutil.SyncNone)
 }
 
 // cacheKey is the identity of a step: its parent image, its kind, its
