@@ -116,6 +116,18 @@ func New(d Deps) (*Builder, error) {
 			_ = os.RemoveAll(p)
 		}
 	}
+	// Writable snapshots of steps a crash cut short (their mounts and
+	// processes are gone: the engine started first).
+	if d.Snapshots != nil {
+		_ = d.Snapshots.Walk(context.Background(), func(info snapshot.Info) error {
+			if info.Kind == snapshot.KindActive && strings.HasPrefix(info.Name, stepSnapshotPrefix) {
+				if err := d.Snapshots.Remove(context.Background(), info.Name); err != nil {
+					log.Warn("builder: leftover step snapshot", "key", info.Name, "err", err)
+				}
+			}
+			return nil
+		})
+	}
 	return &Builder{d: d, cache: c, log: log}, nil
 }
 

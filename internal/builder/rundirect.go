@@ -19,6 +19,10 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// stepSnapshotPrefix starts the keys of RUN steps' writable snapshots; New
+// removes the ones a crash left.
+const stepSnapshotPrefix = "build-step-"
+
 // runDirect runs a RUN step through Deps.Steps: the runtime straight from
 // the daemon, without a container record or shim. Its writable snapshot
 // becomes the new layer's snapshot (as an unpack of that layer would have
@@ -26,9 +30,7 @@ import (
 // done is false when the step needs a container instead (nothing ran).
 func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy string, argv, env []string) (done bool, err error) {
 	id := stringid.Generate()
-	// The extract prefix makes the snapshotter drop the step's snapshot
-	// at its next start if a crash cuts the step short.
-	snapKey := snapshot.ExtractPrefix + "run-" + id
+	snapKey := stepSnapshotPrefix + id
 	var out io.Writer = r.out
 	if r.opts.Quiet {
 		out = io.Discard
