@@ -27,6 +27,35 @@ func hostArch() string { return goruntime.GOARCH }
 type layer struct {
 	desc   ocispec.Descriptor
 	diffID digest.Digest
+	// finish, when set, commits the written blob: commit runs it while it
+	// writes the image's config and manifest (their syncs overlap) and
+	// records the image only once all three are stored.
+	finish func(ctx context.Context) error
+}
+
+// writeLayer is storeLayer with the blob's commit (its sync) left to the
+// layer's finish; the writer is closed by finish.
+func (b *Builder) writeLayer(ctx context.Context, r io.Reader) (*layer, error) {
+	w, err := b.d.Content.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("write layer: %w", err)
+	}
+	d, size := w.Digest(), w.Size()
+	return &layer{
+		desc:   ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size},
+		diffID: d,
+		finish: func(ctx context.Context) error {
+			defer w.Close()
+			if _, err := w.Commit(ctx, d, size); err != nil {
+				return fmt.Errorf("store layer: %w", err)
+			}
+			return nil
+		},
+	}, nil
 }
 
 // storeLayer writes an uncompressed layer tar from r into the content
@@ -67,6 +96,12 @@ func (b *Builder) putBlob(ctx context.Context, data []byte) (digest.Digest, erro
 // new image whose parent is the stage's current image, caches it under
 // key and makes it the stage's current image.
 func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string, l *layer, comment string) error {
+	var wg sync.WaitGroup
+	var lerr error
+	if l != nil && l.finish != nil {
+		wg.Go(func() { lerr = l.finish(ctx) })
+	}
+	defer wg.Wait()
 	now := time.Now().UTC()
 	cfg := cloneImageConfig(st.cfg)
 	cfg.Created = &now
@@ -101,11 +136,11 @@ func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string,
 	if err != nil {
 		return err
 	}
-	// The two blobs are stored at once: their syncs overlap (the
-	// filesystem commits them in one journal transaction) instead of
-	// queueing. Both are there before the image record names them.
+	// The blobs (config, manifest and a layer still to commit) are
+	// stored at once: their syncs overlap (the filesystem commits them in
+	// one journal transaction) instead of queueing. All are there before
+	// the image record names them.
 	var cerr error
-	var wg sync.WaitGroup
 	wg.Go(func() {
 		if _, err := r.b.putBlob(ctx, raw); err != nil {
 			cerr = fmt.Errorf("store image config: %w", err)
@@ -113,6 +148,9 @@ func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string,
 	})
 	mdgst, err := r.b.putBlob(ctx, mraw)
 	wg.Wait()
+	if lerr != nil {
+		return lerr
+	}
 	if cerr != nil {
 		return cerr
 	}

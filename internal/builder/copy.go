@@ -128,10 +128,12 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 		}
 	}
 	d, size := w.Digest(), w.Size()
-	if _, err := w.Commit(ctx, d, size); err != nil {
-		return fmt.Errorf("store layer: %w", err)
-	}
-	l := &layer{desc: descLayer(d, size), diffID: d}
+	l := &layer{desc: descLayer(d, size), diffID: d, finish: func(ctx context.Context) error {
+		if _, err := w.Commit(ctx, d, size); err != nil {
+			return fmt.Errorf("store layer: %w", err)
+		}
+		return nil
+	}}
 	return r.commit(ctx, st, key, createdBy, l, "")
 }
 

@@ -176,29 +176,40 @@ func (r *run) copyPrefetched(ctx context.Context, st *stageState, p *copyPrefetc
 	if r.useCache(ctx, st, key) {
 		return nil
 	}
-	d, size := p.w.Digest(), p.w.Size()
-	if _, err := p.w.Commit(ctx, d, size); err != nil {
-		return fmt.Errorf("store layer: %w", err)
-	}
+	w := p.w
 	p.w = nil
-	l := &layer{desc: descLayer(d, size), diffID: d}
+	d, size := w.Digest(), w.Size()
+	l := &layer{desc: descLayer(d, size), diffID: d, finish: func(ctx context.Context) error {
+		defer w.Close()
+		if _, err := w.Commit(ctx, d, size); err != nil {
+			return fmt.Errorf("store layer: %w", err)
+		}
+		return nil
+	}}
 	diffIDs := append(slices.Clone(st.cfg.RootFS.DiffIDs), d)
-	if err := r.commit(ctx, st, key, p.createdBy, l, ""); err != nil {
-		return err
-	}
-	if p.staged != nil {
+	// The staged tree goes into the layer's snapshot while the image is
+	// stored (separate stores: their syncs overlap).
+	staged := p.staged
+	p.staged = nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if staged == nil {
+			return
+		}
 		chains := image.ChainIDs(diffIDs)
 		parent := ""
 		if len(chains) > 1 {
 			parent = chains[len(chains)-2].String()
 		}
-		if err := snapshot.CommitStaged(ctx, r.b.d.Snapshots, parent, chains[len(chains)-1], p.staged); err != nil {
+		if err := snapshot.CommitStaged(ctx, r.b.d.Snapshots, parent, chains[len(chains)-1], staged); err != nil {
 			// Unpacked when a container needs it instead.
 			r.b.log.Debug("commit prefetched COPY", "err", err)
 		}
-		p.staged = nil
-	}
-	return nil
+	}()
+	err := r.commit(ctx, st, key, p.createdBy, l, "")
+	<-done
+	return err
 }
 
 // numericOwner says whether a --chown needs no passwd/group lookup.

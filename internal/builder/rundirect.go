@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,16 +76,30 @@ func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy stri
 		return true, &RunError{Cmd: strings.Join(argv, " "), Code: code}
 	}
 	t0 := time.Now()
-	l, err := r.containerLayer(ctx, snapKey, true)
+	rc, err := r.b.ChangesTar(ctx, snapKey)
+	if err != nil {
+		return true, err
+	}
+	l, err := r.b.writeLayer(ctx, rc)
+	rc.Close()
 	if err != nil {
 		return true, err
 	}
 	tLayer := time.Since(t0)
-	kept = r.keepSnapshot(ctx, st, snapKey, l)
-	tKeep := time.Since(t0) - tLayer
+	// The snapshot is kept while the blobs and the image are stored
+	// (separate stores: their syncs overlap); the next step needs it.
+	var tKeep time.Duration
+	keepDone := make(chan struct{})
+	parent := slices.Clone(st.cfg.RootFS.DiffIDs)
+	go func() {
+		defer close(keepDone)
+		kept = r.keepSnapshot(ctx, parent, snapKey, l)
+		tKeep = time.Since(t0) - tLayer
+	}()
 	fmt.Fprintf(r.out, "Removing intermediate container %s\n", id[:12])
 	err = r.commit(ctx, st, key, createdBy, l, "")
-	r.b.log.Debug("build step committed", "id", id, "layer", tLayer, "keep", tKeep, "kept", kept, "commit", time.Since(t0)-tLayer-tKeep)
+	<-keepDone
+	r.b.log.Debug("build step committed", "id", id, "layer", tLayer, "keep", tKeep, "kept", kept, "total", time.Since(t0))
 	return true, err
 }
 
@@ -95,7 +110,7 @@ func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy stri
 // is the layer's exact tree; otherwise, or if that chain is unpacked
 // already, the caller removes the snapshot and the layer is unpacked when
 // a container needs it.
-func (r *run) keepSnapshot(ctx context.Context, st *stageState, snapKey string, l *layer) bool {
+func (r *run) keepSnapshot(ctx context.Context, parentDiffIDs []digest.Digest, snapKey string, l *layer) bool {
 	if r.b.d.IDMapping != nil && !r.b.d.IDMapping(snapKey).Empty() {
 		return false
 	}
@@ -107,7 +122,7 @@ func (r *run) keepSnapshot(ctx context.Context, st *stageState, snapKey string, 
 	if !ok {
 		return false
 	}
-	diffIDs := append([]digest.Digest(nil), st.cfg.RootFS.DiffIDs...)
+	diffIDs := append([]digest.Digest(nil), parentDiffIDs...)
 	diffIDs = append(diffIDs, l.diffID)
 	chains := image.ChainIDs(diffIDs)
 	chain := chains[len(chains)-1].String()
