@@ -85,6 +85,21 @@ RUN echo "nets=$(ls /sys/class/net | tr '\n' ,)" && grep -q localhost /etc/hosts
 	if n := regexp.MustCompile(`(?m)^nets=(.*)$`).FindStringSubmatch(out); n == nil || !slices.Contains(strings.Split(n[1], ","), d.Bridge) {
 		t.Errorf("--network host: %v, want the daemon's bridge %s among them:\n%s", n, d.Bridge, out)
 	}
+	// A user network: the step resolves the containers on it by name
+	// through the embedded DNS.
+	suffix := fmt.Sprintf("%x", rand.Uint32())
+	netName, srvName := "bnet-"+suffix, "srv-"+suffix
+	d.MustBerth(t, "network", "create", netName)
+	defer d.Berth(t, "network", "rm", netName)
+	d.MustBerth(t, "run", "-d", "--name", srvName, "--network", netName, "busybox", "sleep", "600")
+	defer d.Berth(t, "rm", "-f", srvName) // on failure; removed below
+	out = d.MustBerth(t, "build", "--no-cache", "--network", netName, writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN nslookup " + srvName + " && echo resolved-" + srvName + "\n",
+	}))
+	if !strings.Contains(out, "resolved-"+srvName+"\n") {
+		t.Errorf("a step on a user network does not resolve %s:\n%s", srvName, out)
+	}
+	d.MustBerth(t, "rm", "-f", srvName)
 	if !strings.Contains(d.Log(), `msg="build step ran"`) {
 		t.Error("no step ran without a container (daemon log)")
 	}
