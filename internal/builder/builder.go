@@ -51,7 +51,7 @@ type Containers interface {
 // no shim. errdefs.ErrNotImplemented, returned before anything ran, means
 // the step needs a container.
 type StepRunner interface {
-	RunBuildStep(ctx context.Context, req api.BuildStepRequest) (int, error)
+	RunBuildStep(ctx context.Context, req api.BuildStepRequest, img *image.Image) (int, error)
 }
 
 // Puller fetches an image that is not present (FROM of a missing image).

@@ -95,13 +95,21 @@ func (b *Builder) putBlob(ctx context.Context, data []byte) (digest.Digest, erro
 // commit records the stage's config (plus a layer, if l is not nil) as a
 // new image whose parent is the stage's current image, caches it under
 // key and makes it the stage's current image.
+//
+// The layer blob is committed first (a later step may unpack it). The
+// rest — config and manifest blobs, the image record, the cache entry —
+// is queued on the stage's commitQueue when it has one: those writes (and
+// their syncs) then run while the next steps do, in step order, each
+// record after its blobs and each cache entry after its record, so a crash
+// at any point loses the newest entries and corrupts none. What reads the
+// stage's images from the stores waits for the queue (stageState.flush);
+// RUN steps get the image itself.
 func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string, l *layer, comment string) error {
-	var wg sync.WaitGroup
-	var lerr error
 	if l != nil && l.finish != nil {
-		wg.Go(func() { lerr = l.finish(ctx) })
+		if err := l.finish(ctx); err != nil {
+			return err
+		}
 	}
-	defer wg.Wait()
 	now := time.Now().UTC()
 	cfg := cloneImageConfig(st.cfg)
 	cfg.Created = &now
@@ -136,37 +144,98 @@ func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string,
 	if err != nil {
 		return err
 	}
-	// The blobs (config, manifest and a layer still to commit) are
-	// stored at once: their syncs overlap (the filesystem commits them in
-	// one journal transaction) instead of queueing. All are there before
-	// the image record names them.
-	var cerr error
-	wg.Go(func() {
-		if _, err := r.b.putBlob(ctx, raw); err != nil {
-			cerr = fmt.Errorf("store image config: %w", err)
+	img := &image.Image{ID: id, Config: cfg, Layers: layers, Manifest: digest.FromBytes(mraw), Parent: st.id}
+	rec := *img // the store may set fields of what it is given
+	record := func(ctx context.Context) error {
+		// The two blobs are stored at once: their syncs overlap (the
+		// filesystem commits them in one journal transaction) instead of
+		// queueing. Both are there before the image record names them.
+		var cerr error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := r.b.putBlob(ctx, raw); err != nil {
+				cerr = fmt.Errorf("store image config: %w", err)
+			}
+		})
+		_, merr := r.b.putBlob(ctx, mraw)
+		wg.Wait()
+		if cerr != nil {
+			return cerr
 		}
-	})
-	mdgst, err := r.b.putBlob(ctx, mraw)
-	wg.Wait()
-	if lerr != nil {
-		return lerr
+		if merr != nil {
+			return fmt.Errorf("store manifest: %w", merr)
+		}
+		if err := r.b.d.Images.Put(ctx, &rec); err != nil {
+			return fmt.Errorf("record image: %w", err)
+		}
+		if key != "" {
+			r.b.cache.put(key, id)
+		}
+		return nil
 	}
-	if cerr != nil {
-		return cerr
-	}
-	if err != nil {
-		return fmt.Errorf("store manifest: %w", err)
-	}
-	img := &image.Image{ID: id, Config: cfg, Layers: layers, Manifest: mdgst, Parent: st.id}
-	if err := r.b.d.Images.Put(ctx, img); err != nil {
-		return fmt.Errorf("record image: %w", err)
+	if st.queue != nil {
+		st.queue.add(context.WithoutCancel(ctx), record)
+	} else if err := record(ctx); err != nil {
+		return err
 	}
 	st.id, st.img, st.cfg = id, img, cloneImageConfig(cfg)
-	if key != "" {
-		r.b.cache.put(key, id)
-	}
 	fmt.Fprintf(r.out, " ---> %s\n", shortID(id))
 	return nil
+}
+
+// commitQueue runs a stage's image records in order, behind its steps.
+type commitQueue struct {
+	mu   sync.Mutex
+	last chan struct{} // closed when the last job queued is done
+	err  error         // the first failure; later jobs are skipped
+}
+
+func (q *commitQueue) add(ctx context.Context, job func(context.Context) error) {
+	q.mu.Lock()
+	prev := q.last
+	done := make(chan struct{})
+	q.last = done
+	q.mu.Unlock()
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		q.mu.Lock()
+		failed := q.err != nil
+		q.mu.Unlock()
+		if failed {
+			// Its parent's record is missing: record nothing after it.
+			return
+		}
+		if err := job(ctx); err != nil {
+			q.mu.Lock()
+			q.err = err
+			q.mu.Unlock()
+		}
+	}()
+}
+
+// wait returns once every job queued so far is done, with the first
+// failure.
+func (q *commitQueue) wait() error {
+	q.mu.Lock()
+	last := q.last
+	q.mu.Unlock()
+	if last != nil {
+		<-last
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
+}
+
+// flush waits until the stage's images are all in the stores.
+func (st *stageState) flush() error {
+	if st == nil || st.queue == nil {
+		return nil
+	}
+	return st.queue.wait()
 }
 
 // cache maps step keys to image IDs, one small file per key, so it

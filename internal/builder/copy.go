@@ -473,6 +473,9 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 	if st.id == "" {
 		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unable to convert uid/gid chown string to host mapping: no users in a scratch image (%s)", spec))
 	}
+	if err := st.flush(); err != nil {
+		return 0, 0, err
+	}
 	dir, release, err := r.b.mountImage(ctx, st.id)
 	if err != nil {
 		return 0, 0, err
@@ -549,6 +552,9 @@ func (b *Builder) mountImage(ctx context.Context, id digest.Digest) (string, fun
 
 // isDirInImage reports whether p is a directory in the stage's image.
 func (r *run) isDirInImage(ctx context.Context, st *stageState, p string) (bool, error) {
+	if err := st.flush(); err != nil {
+		return false, err
+	}
 	dir, release, err := r.b.mountImage(ctx, st.id)
 	if err != nil {
 		return false, err

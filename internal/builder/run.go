@@ -211,6 +211,8 @@ type stageState struct {
 	// or an ONBUILD trigger runs), prefetch a COPY started early.
 	next     instructions.Command
 	prefetch *copyPrefetch
+	// queue holds the stage's image records being written (see commit).
+	queue *commitQueue
 }
 
 func (r *run) metaArgs(args []instructions.ArgCommand) error {
@@ -270,6 +272,10 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("%w (Dockerfile line %d: FROM)", err, fromLine(s))
 	}
+	st.queue = &commitQueue{}
+	// Whatever happens, the records of the steps done are written (the
+	// cache of the next build) before the stage returns.
+	defer func() { _ = st.flush() }()
 	if st.id != "" {
 		fmt.Fprintf(r.out, " ---> %s\n", shortID(st.id))
 	}
@@ -316,6 +322,9 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 		if err := r.commit(ctx, st, "", "/bin/sh -c #(nop)  FROM scratch", nil, ""); err != nil {
 			return err
 		}
+	}
+	if err := st.flush(); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.built[i] = st
@@ -558,6 +567,9 @@ func (r *run) finish(ctx context.Context, st *stageState) (digest.Digest, error)
 		if err := r.commitMeta(ctx, st, "FROM scratch"); err != nil {
 			return "", err
 		}
+	}
+	if err := st.flush(); err != nil {
+		return "", err
 	}
 	return st.id, nil
 }

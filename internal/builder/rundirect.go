@@ -62,7 +62,7 @@ func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy stri
 			started = true
 			fmt.Fprintf(r.out, " ---> Running in %s\n", id[:12])
 		},
-	})
+	}, st.img)
 	if err != nil && !started && errdefs.IsNotImplemented(err) {
 		return false, nil
 	}

@@ -55,6 +55,10 @@ func (r *run) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 			return err
 		}
 	}
+	// The container is made from the image in the store.
+	if err := st.flush(); err != nil {
+		return err
+	}
 	cfg := &containertypes.Config{
 		Image:       st.id.String(),
 		Cmd:         argv,

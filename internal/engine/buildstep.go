@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
+	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/oci"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
@@ -37,14 +38,19 @@ func (c Config) buildStepDir() string { return filepath.Join(c.ExecRoot, "build"
 // step needs what only a container has (--userns-remap, image VOLUMEs,
 // which docker mounts as anonymous volumes that discard the step's writes
 // there); the caller then runs the step as a container.
-func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRequest) (code int, retErr error) {
+//
+// img, when given, is the image (whose record the builder may still be
+// writing); else req.Image is looked up.
+func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRequest, img *image.Image) (code int, retErr error) {
 	if req.Config == nil || req.ID == "" || req.SnapshotKey == "" || req.Output == nil {
 		return -1, errdefs.ErrInvalidArgument.WithMessage("build step: incomplete request")
 	}
 	t0 := time.Now()
-	img, err := s.st.Images.Resolve(ctx, req.Image)
-	if err != nil {
-		return -1, err
+	if img == nil {
+		var err error
+		if img, err = s.st.Images.Resolve(ctx, req.Image); err != nil {
+			return -1, err
+		}
 	}
 	cfg := *req.Config
 	cfg.Image = img.ID.String()
