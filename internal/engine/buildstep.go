@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-engine/berth/internal/api"
@@ -83,32 +84,47 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	}
 	hc.Runtime = rt.Name
 
-	top, err := s.unpack.ensure(ctx, img)
-	if err != nil {
-		return -1, fmt.Errorf("unpack image %s: %w", img.ID, err)
-	}
-	mounts, err := s.st.Snapshots.Prepare(ctx, req.SnapshotKey, top)
-	if err != nil {
-		return -1, fmt.Errorf("prepare root filesystem: %w", err)
-	}
+	tCheck := time.Since(t0)
 	bundle := filepath.Join(s.cfg.buildStepDir(), req.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
 		return -1, fmt.Errorf("create bundle: %w", err)
 	}
+	// The root filesystem (its snapshot record is a synced write) is made
+	// while the network, /etc files and spec are; both are done before
+	// the runtime starts, and before anything is undone.
+	var tSnap time.Duration
+	snapc := make(chan error, 1)
+	go func() {
+		snapc <- func() error {
+			defer func() { tSnap = time.Since(t0) }()
+			top, err := s.unpack.ensure(ctx, img)
+			if err != nil {
+				return fmt.Errorf("unpack image %s: %w", img.ID, err)
+			}
+			mounts, err := s.st.Snapshots.Prepare(ctx, req.SnapshotKey, top)
+			if err != nil {
+				return fmt.Errorf("prepare root filesystem: %w", err)
+			}
+			// The writable layer is turned into a layer blob and then
+			// dropped or kept as the layer's snapshot, which is no more
+			// synced than an unpacked layer is: no syncs while the step
+			// runs.
+			if err := snapshot.MountAll(snapshot.Volatile(mounts), rootfs); err != nil {
+				return fmt.Errorf("mount root filesystem: %w", err)
+			}
+			return nil
+		}()
+	}()
+	waitSnap := sync.OnceValue(func() error { return <-snapc })
 	defer func() {
+		_ = waitSnap()
 		if err := unmountRootfs(bundle); err != nil {
 			s.log.Warn("unmount build step rootfs", "id", req.ID, "err", err)
 			return
 		}
 		_ = os.RemoveAll(bundle)
 	}()
-	// The writable layer is turned into a layer blob and then dropped or
-	// kept as the layer's snapshot, which is no more synced than an
-	// unpacked layer is: no syncs while the step runs.
-	if err := snapshot.MountAll(snapshot.Volatile(mounts), rootfs); err != nil {
-		return -1, fmt.Errorf("mount root filesystem: %w", err)
-	}
 	c := &container.Container{
 		ID:              req.ID,
 		Created:         time.Now().UTC(),
@@ -161,6 +177,9 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
 		return -1, fmt.Errorf("write runtime spec: %w", err)
 	}
+	if err := waitSnap(); err != nil {
+		return -1, err
+	}
 	logPath := filepath.Join(bundle, "runtime.log")
 	argv := rt.Argv("--log", logPath, "--log-format", "json", "run", "--bundle", bundle, req.ID)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -187,7 +206,7 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		req.Starting()
 	}
 	err = cmd.Run()
-	s.log.Debug("build step ran", "id", req.ID, "prepare", tPrep, "run", time.Since(t0)-tPrep, "err", err)
+	s.log.Debug("build step ran", "id", req.ID, "prepare", tPrep, "checks", tCheck, "rootfs", tSnap-tCheck, "run", time.Since(t0)-tPrep, "err", err)
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
 	}
