@@ -143,7 +143,9 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
+	// The spooled context goes after the build has answered (New removes
+	// what a crash leaves).
+	defer func() { go os.RemoveAll(tmp) }()
 	t0 := time.Now()
 	bc, err := readContext(ctx, src, tmp, opts.Dockerfile)
 	if err != nil {
