@@ -99,6 +99,14 @@ RUN echo "nets=$(ls /sys/class/net | tr '\n' ,)" && grep -q localhost /etc/hosts
 	if !strings.Contains(out, "resolved-"+srvName+"\n") {
 		t.Errorf("a step on a user network does not resolve %s:\n%s", srvName, out)
 	}
+	// container:X: the step joins X's network stack and sees its hostname.
+	out = d.MustBerth(t, "build", "--no-cache", "--network", "container:"+srvName, writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo \"peer-host=$(hostname)\"\n",
+	}))
+	peerHost := strings.TrimSpace(d.MustBerth(t, "exec", srvName, "hostname"))
+	if !strings.Contains(out, "peer-host="+peerHost+"\n") {
+		t.Errorf("--network container:%s: want hostname %s:\n%s", srvName, peerHost, out)
+	}
 	d.MustBerth(t, "rm", "-f", srvName)
 	if !strings.Contains(d.Log(), `msg="build step ran"`) {
 		t.Error("no step ran without a container (daemon log)")
