@@ -105,6 +105,9 @@ func (b *Builder) putBlob(ctx context.Context, data []byte) (digest.Digest, erro
 // stage's images from the stores waits for the queue (stageState.flush);
 // RUN steps get the image itself.
 func (r *run) commit(ctx context.Context, st *stageState, key, createdBy string, l *layer, comment string) error {
+	// A new image: no later step of the stage can hit the cache (their
+	// parents are new), so its COPYs can be prepared now.
+	r.startStaticPrefetches(ctx, st)
 	if l != nil && l.finish != nil {
 		if err := l.finish(ctx); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,21 +25,28 @@ import (
 // is done at its step, as usual.
 const maxPrefetch = 64 << 20
 
-// copyPrefetch is a COPY from the context done while the RUN before it
-// runs: its layer written (not yet committed) and extracted into a staging
+// copyPrefetch is a COPY from the context done ahead of its step: its
+// layer written (not yet committed) and extracted into a staging
 // directory, which the COPY step then moves into the layer's snapshot (a
 // rename). The RUN after the COPY then finds its root filesystem ready
-// instead of extracting the layer first. A RUN changes no configuration,
-// so the COPY sees the same WORKDIR and variables; what the RUN may change
-// in the filesystem (a --chown name, whether a destination is a
-// directory) is not prefetched. The COPY's parent is the image the RUN
-// makes, so its cache lookup always misses and the work is never wasted
-// unless the RUN fails.
+// instead of extracting the layer first. Two kinds:
+//
+//   - during a RUN that runs, the COPY right after it: a RUN changes no
+//     configuration, so the COPY sees the same WORKDIR and variables;
+//     what the RUN may change in the filesystem (a --chown name, whether
+//     a destination is a directory) is not prefetched;
+//   - once a stage has made a new image, its later "static" COPYs (see
+//     startStaticPrefetches), one after the other.
+//
+// Either way the COPY's parent is an image made in this build, so its
+// cache lookup always misses, and the work is only wasted if the build
+// fails first.
 type copyPrefetch struct {
-	cmd  *instructions.CopyCommand // the instruction, as parsed
-	cfg  string                    // configDigest of the config it was planned with
-	env  string                    // the variables it was expanded with
-	done chan struct{}
+	cmd    *instructions.CopyCommand // the instruction, as parsed
+	cfg    string                    // configDigest of the config it was planned with
+	env    string                    // the variables it was expanded with
+	static bool                      // its layer depends on nothing of the stage
+	done   chan struct{}
 
 	// Set before done is closed.
 	err        error
@@ -52,10 +60,76 @@ type copyPrefetch struct {
 
 var errNoPrefetch = errors.New("not prefetched")
 
+// maxStaticPrefetches bounds the COPYs a stage prepares ahead.
+const maxStaticPrefetches = 16
+
+// startStaticPrefetches starts, once per stage and only once no later
+// step can hit the cache, preparing the stage's remaining COPYs whose
+// layer depends on nothing the stage does before them: sources from the
+// context, an absolute destination, no variables or quoting, no --chown
+// by name. They run one after the other, in Dockerfile order, while the
+// steps before them run.
+func (r *run) startStaticPrefetches(ctx context.Context, st *stageState) {
+	if st.staticStarted || len(st.rest) == 0 || !snapshot.CanStage(r.b.d.Snapshots) {
+		return
+	}
+	st.staticStarted = true
+	var todo []*copyPrefetch
+	var cmds []instructions.CopyCommand
+	for _, cmd := range st.rest {
+		c, ok := cmd.(*instructions.CopyCommand)
+		if !ok || !r.staticCopy(c) || st.prefetches[c] != nil || len(todo) == maxStaticPrefetches {
+			continue
+		}
+		p := &copyPrefetch{cmd: c, static: true, done: make(chan struct{})}
+		if st.prefetches == nil {
+			st.prefetches = map[*instructions.CopyCommand]*copyPrefetch{}
+		}
+		st.prefetches[c] = p
+		todo = append(todo, p)
+		cc := *c
+		cc.SourcePaths = slices.Clone(c.SourcePaths)
+		cmds = append(cmds, cc)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	go func() {
+		for i, p := range todo {
+			t0 := time.Now()
+			p.err = r.prefetch(ctx, p, &cmds[i], shell.EnvsFromSlice(nil), "/", true)
+			if r.b.log != nil {
+				r.b.log.Debug("build COPY prefetched", "took", time.Since(t0), "static", true, "err", p.err)
+			}
+			close(p.done)
+		}
+	}()
+}
+
+// staticCopy says whether a COPY's layer is the same whatever the stage
+// does before it (see startStaticPrefetches).
+func (r *run) staticCopy(c *instructions.CopyCommand) bool {
+	if c.From != "" || len(c.SourceContents) > 0 || !path.IsAbs(c.DestPath) {
+		return false
+	}
+	if c.Chown != "" && !numericOwner(c.Chown) {
+		return false
+	}
+	literal := func(w string) bool {
+		return !strings.ContainsAny(w, "$'\"\\") && !strings.ContainsRune(w, r.escape)
+	}
+	for _, w := range append([]string{c.DestPath, c.Chown, c.Chmod}, c.SourcePaths...) {
+		if !literal(w) {
+			return false
+		}
+	}
+	return true
+}
+
 // startPrefetch starts prefetching st.next when it is a COPY that can be.
 func (r *run) startPrefetch(ctx context.Context, st *stageState) {
 	c, ok := st.next.(*instructions.CopyCommand)
-	if !ok || c.From != "" || st.prefetch != nil || !snapshot.CanStage(r.b.d.Snapshots) {
+	if !ok || c.From != "" || st.prefetches[c] != nil || !snapshot.CanStage(r.b.d.Snapshots) {
 		return
 	}
 	if c.Chown != "" && !numericOwner(c.Chown) {
@@ -63,7 +137,10 @@ func (r *run) startPrefetch(ctx context.Context, st *stageState) {
 	}
 	env := st.env()
 	p := &copyPrefetch{cmd: c, cfg: configDigest(st.cfg.Config), env: envString(st), done: make(chan struct{})}
-	st.prefetch = p
+	if st.prefetches == nil {
+		st.prefetches = map[*instructions.CopyCommand]*copyPrefetch{}
+	}
+	st.prefetches[c] = p
 	// The parsed instruction is expanded in place by dispatch later: work
 	// on a copy.
 	cc := *c
@@ -143,16 +220,17 @@ func (r *run) prefetch(ctx context.Context, p *copyPrefetch, c *instructions.Cop
 	return nil
 }
 
-// takePrefetch returns st's prefetch of c if it is done and still valid;
-// any other prefetch is dropped.
+// takePrefetch returns st's prefetch of c, once it is done, if it is
+// still valid (one started during a RUN was planned with the stage's
+// configuration and variables then, which must not have changed).
 func (r *run) takePrefetch(st *stageState, c *instructions.CopyCommand) *copyPrefetch {
-	p := st.prefetch
+	p := st.prefetches[c]
 	if p == nil {
 		return nil
 	}
-	st.prefetch = nil
+	delete(st.prefetches, c)
 	<-p.done
-	if p.cmd != c || p.err != nil || p.cfg != configDigest(st.cfg.Config) || p.env != envString(st) {
+	if p.err != nil || !p.static && (p.cfg != configDigest(st.cfg.Config) || p.env != envString(st)) {
 		p.discard()
 		return nil
 	}

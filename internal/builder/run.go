@@ -208,9 +208,12 @@ type stageState struct {
 	argOrder []string
 	cmdSet   bool // a CMD was given in this stage (ENTRYPOINT then keeps it)
 	// next is the instruction after the one being dispatched (nil: none,
-	// or an ONBUILD trigger runs), prefetch a COPY started early.
-	next     instructions.Command
-	prefetch *copyPrefetch
+	// or an ONBUILD trigger runs), rest all those after it; prefetches
+	// are COPYs started early (see prefetch.go).
+	next          instructions.Command
+	rest          []instructions.Command
+	prefetches    map[*instructions.CopyCommand]*copyPrefetch
+	staticStarted bool
 	// queue holds the stage's image records being written (see commit).
 	queue *commitQueue
 }
@@ -280,8 +283,8 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 		fmt.Fprintf(r.out, " ---> %s\n", shortID(st.id))
 	}
 	defer func() {
-		if p := st.prefetch; p != nil {
-			st.prefetch = nil
+		for c, p := range st.prefetches {
+			delete(st.prefetches, c)
 			p.discard()
 		}
 	}()
@@ -303,7 +306,7 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 		if ctx.Err() != nil {
 			return errCancelled
 		}
-		st.next = nil
+		st.next, st.rest = nil, s.Commands[n+1:]
 		if n+1 < len(s.Commands) {
 			st.next = s.Commands[n+1]
 		}
