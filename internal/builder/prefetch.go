@@ -94,6 +94,7 @@ func (r *run) startStaticPrefetches(ctx context.Context, st *stageState) {
 	if len(todo) == 0 {
 		return
 	}
+	ctx = st.prefetchContext(ctx)
 	go func() {
 		for i, p := range todo {
 			t0 := time.Now()
@@ -104,6 +105,15 @@ func (r *run) startStaticPrefetches(ctx context.Context, st *stageState) {
 			close(p.done)
 		}
 	}()
+}
+
+// prefetchContext is the context of st's prefetches, which the stage
+// cancels when it ends early.
+func (st *stageState) prefetchContext(ctx context.Context) context.Context {
+	if st.stopPrefetch == nil {
+		st.pctx, st.stopPrefetch = context.WithCancel(ctx)
+	}
+	return st.pctx
 }
 
 // staticCopy says whether a COPY's layer is the same whatever the stage
@@ -141,6 +151,7 @@ func (r *run) startPrefetch(ctx context.Context, st *stageState) {
 		st.prefetches = map[*instructions.CopyCommand]*copyPrefetch{}
 	}
 	st.prefetches[c] = p
+	ctx = st.prefetchContext(ctx)
 	// The parsed instruction is expanded in place by dispatch later: work
 	// on a copy.
 	cc := *c

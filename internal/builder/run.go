@@ -214,6 +214,8 @@ type stageState struct {
 	rest          []instructions.Command
 	prefetches    map[*instructions.CopyCommand]*copyPrefetch
 	staticStarted bool
+	pctx          context.Context    // the prefetches' context
+	stopPrefetch  context.CancelFunc // stops them (set with the first)
 	// queue holds the stage's image records being written (see commit).
 	queue *commitQueue
 }
@@ -283,6 +285,10 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 		fmt.Fprintf(r.out, " ---> %s\n", shortID(st.id))
 	}
 	defer func() {
+		// Left only when the stage stops early: they are not needed.
+		if st.stopPrefetch != nil {
+			st.stopPrefetch()
+		}
 		for c, p := range st.prefetches {
 			delete(st.prefetches, c)
 			p.discard()
