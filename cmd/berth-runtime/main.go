@@ -10,6 +10,7 @@
 //	berth-runtime pause|resume ID
 //	berth-runtime exec --process FILE [--detach --pid-file FILE] [--tty --console-socket SOCK] ID
 //	berth-runtime update --resources FILE|- ID
+//	berth-runtime run --bundle DIR ID   (no terminal: create, start, wait, delete; exits with the container's status)
 //
 // It manages cgroups with the cgroupfs driver only (v1, hybrid or v2) and
 // applies no seccomp filter unless built with the seccomp tag.
@@ -95,6 +96,12 @@ var commands = map[string]command{
 		{name: "preserve-fds", value: true},
 	}, min: 1, max: 1, run: cmdExec},
 	"update": {flags: []flagDef{{name: "resources", short: "r", value: true}}, min: 1, max: 1, run: cmdUpdate},
+	"run": {flags: []flagDef{
+		{name: "bundle", short: "b", value: true},
+		{name: "detach", short: "d"},
+		{name: "no-pivot"},
+		{name: "no-new-keyring"},
+	}, min: 1, max: 1, run: cmdRun},
 }
 
 const usage = `berth-runtime: berth's OCI runtime (runc's command line)
@@ -111,6 +118,7 @@ Commands:
   resume   thaw them
   exec     run a process in a running container (--process, --detach, --pid-file, --tty, --console-socket)
   update   change a running container's resources (--resources FILE|-)
+  run      create, start and wait for a container without a terminal, then delete it (--bundle)
 
 Global options:
   --root DIR          state directory (default ` + defaultRoot + `)

@@ -63,6 +63,32 @@ type ContainerCreateRequest struct {
 	Ephemeral bool
 }
 
+// BuildStepRequest is a build's RUN step run without a container record:
+// the process runs through the container's runtime with the confinement
+// of `run`, straight from the daemon (no shim, no log file). Internal
+// callers only; not part of the HTTP API.
+type BuildStepRequest struct {
+	// ID names the step's runtime container and cgroup; it is a fresh
+	// container-style ID ("Running in" shows its first 12 digits).
+	ID string
+	// Image is the image the step runs on (an ID).
+	Image string
+	// SnapshotKey is the key of the writable snapshot the step's root
+	// filesystem is prepared as; it is left for the caller, which takes
+	// the step's changes from it and then commits or removes it.
+	SnapshotKey string
+	// Config is the step's process: Cmd (Entrypoint is ignored), Env,
+	// User, WorkingDir; merged with the image's config as create does.
+	Config *container.Config
+	// NetworkMode is the build's --network ("" = the default bridge).
+	NetworkMode container.NetworkMode
+	// Output receives the process's stdout and stderr, in order.
+	Output io.Writer
+	// Starting, if set, is called once the step's checks have passed,
+	// right before its process runs.
+	Starting func()
+}
+
 // StopOptions are the query parameters of stop and restart.
 type StopOptions struct {
 	Signal  string // "" = the container's stop signal

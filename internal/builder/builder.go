@@ -46,6 +46,14 @@ type Containers interface {
 	Logs(ctx context.Context, id string, opts api.LogsOptions) (<-chan api.LogMessage, api.LogsInfo, error)
 }
 
+// StepRunner runs a RUN step's process without a container record (the
+// engine's ContainerService.RunBuildStep): same runtime and confinement,
+// no shim. errdefs.ErrNotImplemented, returned before anything ran, means
+// the step needs a container.
+type StepRunner interface {
+	RunBuildStep(ctx context.Context, req api.BuildStepRequest, img *image.Image) (int, error)
+}
+
 // Puller fetches an image that is not present (FROM of a missing image).
 type Puller interface {
 	Pull(ctx context.Context, ref string, opts api.PullOptions, progress io.Writer) error
@@ -65,6 +73,9 @@ type Deps struct {
 	// mapping: none); its writable layer holds host ids that become the
 	// container's in the layers built from it.
 	IDMapping func(containerID string) user.IdentityMapping
+
+	// Steps runs RUN steps directly (nil: every step is a container).
+	Steps StepRunner
 }
 
 // Builder serves builds. It is safe for concurrent use.
@@ -105,6 +116,18 @@ func New(d Deps) (*Builder, error) {
 			_ = os.RemoveAll(p)
 		}
 	}
+	// Writable snapshots of steps a crash cut short (their mounts and
+	// processes are gone: the engine started first).
+	if d.Snapshots != nil {
+		_ = d.Snapshots.Walk(context.Background(), func(info snapshot.Info) error {
+			if info.Kind == snapshot.KindActive && strings.HasPrefix(info.Name, stepSnapshotPrefix) {
+				if err := d.Snapshots.Remove(context.Background(), info.Name); err != nil {
+					log.Warn("builder: leftover step snapshot", "key", info.Name, "err", err)
+				}
+			}
+			return nil
+		})
+	}
 	return &Builder{d: d, cache: c, log: log}, nil
 }
 
@@ -120,7 +143,9 @@ func (b *Builder) Build(ctx context.Context, src io.Reader, opts api.BuildOption
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
+	// The spooled context goes after the build has answered (New removes
+	// what a crash leaves).
+	defer func() { go os.RemoveAll(tmp) }()
 	t0 := time.Now()
 	bc, err := readContext(ctx, src, tmp, opts.Dockerfile)
 	if err != nil {

@@ -74,48 +74,9 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 	if err != nil {
 		return err
 	}
-	var mode *os.FileMode
-	if c.chmod != "" {
-		m, err := strconv.ParseUint(c.chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid chmod parameter %q", c.chmod))
-		}
-		fm := os.FileMode(m)
-		mode = &fm
-	}
-	var srcs []source
-	for _, sc := range c.contents {
-		srcs = append(srcs, source{name: path.Base(sc.Path), data: []byte(sc.Data)})
-	}
-	for _, s := range c.srcs {
-		if c.add && isURL(s) {
-			data, name, err := fetchURL(ctx, s)
-			if err != nil {
-				return err
-			}
-			srcs = append(srcs, source{name: name, data: data})
-			continue
-		}
-		found, err := resolveSources(fsys, s, c.from == "")
-		if err != nil {
-			return err
-		}
-		srcs = append(srcs, found...)
-	}
-	if len(srcs) == 0 {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s failed: no source files were specified", c.name))
-	}
-	dest := c.dest
-	destIsDir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", st.cfg.Config.WorkingDir, dest)
-	}
-	dest = path.Clean(dest)
-	if len(srcs) > 1 && !destIsDir {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("When using %s with more than one source file, the destination must be a directory and end with a /", c.name))
-	}
-	if dest == "/" {
-		destIsDir = true
+	srcs, dest, destIsDir, mode, err := r.copyPlan(ctx, fsys, st, c)
+	if err != nil {
+		return err
 	}
 
 	// One pass writes the layer into the content store and hashes the
@@ -167,11 +128,60 @@ func (r *run) copyStep(ctx context.Context, stage int, st *stageState, c copySpe
 		}
 	}
 	d, size := w.Digest(), w.Size()
-	if _, err := w.Commit(ctx, d, size); err != nil {
-		return fmt.Errorf("store layer: %w", err)
-	}
-	l := &layer{desc: descLayer(d, size), diffID: d}
+	l := &layer{desc: descLayer(d, size), diffID: d, finish: func(ctx context.Context) error {
+		if _, err := w.Commit(ctx, d, size); err != nil {
+			return fmt.Errorf("store layer: %w", err)
+		}
+		return nil
+	}}
 	return r.commit(ctx, st, key, createdBy, l, "")
+}
+
+// copyPlan resolves a COPY/ADD's sources in fsys and its destination in
+// the stage (relative to WORKDIR; whether it names a directory).
+func (r *run) copyPlan(ctx context.Context, fsys srcFS, st *stageState, c copySpec) (srcs []source, dest string, destIsDir bool, mode *os.FileMode, err error) {
+	if c.chmod != "" {
+		m, err := strconv.ParseUint(c.chmod, 8, 32)
+		if err != nil || m > 0o7777 {
+			return nil, "", false, nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid chmod parameter %q", c.chmod))
+		}
+		fm := os.FileMode(m)
+		mode = &fm
+	}
+	for _, sc := range c.contents {
+		srcs = append(srcs, source{name: path.Base(sc.Path), data: []byte(sc.Data)})
+	}
+	for _, s := range c.srcs {
+		if c.add && isURL(s) {
+			data, name, err := fetchURL(ctx, s)
+			if err != nil {
+				return nil, "", false, nil, err
+			}
+			srcs = append(srcs, source{name: name, data: data})
+			continue
+		}
+		found, err := resolveSources(fsys, s, c.from == "")
+		if err != nil {
+			return nil, "", false, nil, err
+		}
+		srcs = append(srcs, found...)
+	}
+	if len(srcs) == 0 {
+		return nil, "", false, nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s failed: no source files were specified", c.name))
+	}
+	dest = c.dest
+	destIsDir = strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", st.cfg.Config.WorkingDir, dest)
+	}
+	dest = path.Clean(dest)
+	if len(srcs) > 1 && !destIsDir {
+		return nil, "", false, nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("When using %s with more than one source file, the destination must be a directory and end with a /", c.name))
+	}
+	if dest == "/" {
+		destIsDir = true
+	}
+	return srcs, dest, destIsDir, mode, nil
 }
 
 func kindOf(srcs []source) string {
@@ -463,6 +473,9 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 	if st.id == "" {
 		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unable to convert uid/gid chown string to host mapping: no users in a scratch image (%s)", spec))
 	}
+	if err := st.flush(); err != nil {
+		return 0, 0, err
+	}
 	dir, release, err := r.b.mountImage(ctx, st.id)
 	if err != nil {
 		return 0, 0, err
@@ -539,6 +552,9 @@ func (b *Builder) mountImage(ctx context.Context, id digest.Digest) (string, fun
 
 // isDirInImage reports whether p is a directory in the stage's image.
 func (r *run) isDirInImage(ctx context.Context, st *stageState, p string) (bool, error) {
+	if err := st.flush(); err != nil {
+		return false, err
+	}
 	dir, release, err := r.b.mountImage(ctx, st.id)
 	if err != nil {
 		return false, err

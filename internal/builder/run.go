@@ -207,6 +207,17 @@ type stageState struct {
 	args     map[string]*string // ARGs declared in this stage, in effect
 	argOrder []string
 	cmdSet   bool // a CMD was given in this stage (ENTRYPOINT then keeps it)
+	// next is the instruction after the one being dispatched (nil: none,
+	// or an ONBUILD trigger runs), rest all those after it; prefetches
+	// are COPYs started early (see prefetch.go).
+	next          instructions.Command
+	rest          []instructions.Command
+	prefetches    map[*instructions.CopyCommand]*copyPrefetch
+	staticStarted bool
+	pctx          context.Context    // the prefetches' context
+	stopPrefetch  context.CancelFunc // stops them (set with the first)
+	// queue holds the stage's image records being written (see commit).
+	queue *commitQueue
 }
 
 func (r *run) metaArgs(args []instructions.ArgCommand) error {
@@ -266,9 +277,23 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("%w (Dockerfile line %d: FROM)", err, fromLine(s))
 	}
+	st.queue = &commitQueue{}
+	// Whatever happens, the records of the steps done are written (the
+	// cache of the next build) before the stage returns.
+	defer func() { _ = st.flush() }()
 	if st.id != "" {
 		fmt.Fprintf(r.out, " ---> %s\n", shortID(st.id))
 	}
+	defer func() {
+		// Left only when the stage stops early: they are not needed.
+		if st.stopPrefetch != nil {
+			st.stopPrefetch()
+		}
+		for c, p := range st.prefetches {
+			delete(st.prefetches, c)
+			p.discard()
+		}
+	}()
 	// ONBUILD triggers of the base image run first.
 	for _, trig := range st.cfg.Config.OnBuild {
 		fmt.Fprintf(r.out, "# Executing 1 build trigger\n")
@@ -283,9 +308,13 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 	if len(st.cfg.Config.OnBuild) > 0 {
 		st.cfg.Config.OnBuild = nil
 	}
-	for _, cmd := range s.Commands {
+	for n, cmd := range s.Commands {
 		if ctx.Err() != nil {
 			return errCancelled
+		}
+		st.next, st.rest = nil, s.Commands[n+1:]
+		if n+1 < len(s.Commands) {
+			st.next = s.Commands[n+1]
 		}
 		r.printStep(cmd.(fmt.Stringer).String())
 		t0 := time.Now()
@@ -302,6 +331,9 @@ func (r *run) buildStage(ctx context.Context, i int) error {
 		if err := r.commit(ctx, st, "", "/bin/sh -c #(nop)  FROM scratch", nil, ""); err != nil {
 			return err
 		}
+	}
+	if err := st.flush(); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.built[i] = st
@@ -454,6 +486,9 @@ func (r *run) dispatch(ctx context.Context, stage int, st *stageState, cmd instr
 	case *instructions.RunCommand:
 		return r.runStep(ctx, st, c)
 	case *instructions.CopyCommand:
+		if p := r.takePrefetch(st, c); p != nil {
+			return r.copyPrefetched(ctx, st, p)
+		}
 		return r.copyStep(ctx, stage, st, copySpec{
 			text: text, srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
 			from: c.From, chown: c.Chown, chmod: c.Chmod, name: "COPY",
@@ -541,6 +576,9 @@ func (r *run) finish(ctx context.Context, st *stageState) (digest.Digest, error)
 		if err := r.commitMeta(ctx, st, "FROM scratch"); err != nil {
 			return "", err
 		}
+	}
+	if err := st.flush(); err != nil {
+		return "", err
 	}
 	return st.id, nil
 }

@@ -49,6 +49,16 @@ func (r *run) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 			return err
 		}
 	}
+	if r.b.d.Steps != nil {
+		done, err := r.runDirect(ctx, st, key, createdBy, argv, args)
+		if done {
+			return err
+		}
+	}
+	// The container is made from the image in the store.
+	if err := st.flush(); err != nil {
+		return err
+	}
 	cfg := &containertypes.Config{
 		Image:       st.id.String(),
 		Cmd:         argv,

@@ -176,7 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	bld, err := builder.New(builder.Deps{
 		DataRoot: opts.DataRoot, Content: st.Content, Images: st.Images, Snapshots: st.Snapshots,
-		Containers: svcs.Containers, Puller: svcs.Images, Events: st.Events, Logger: log,
+		Containers: svcs.Containers, Steps: svcs.Containers, Puller: svcs.Images, Events: st.Events, Logger: log,
 		IDMapping: svcs.Containers.IDMapping,
 	})
 	if err != nil {

@@ -141,6 +141,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 	// Strays first, while the records still say what was running: once
 	// restore runs, restart policies may start containers (new shims).
 	s.stopStrayShims(ctx)
+	s.cleanBuildSteps()
 	var stopped []*entry
 	for _, e := range s.entries {
 		if !e.c.State.Running() {

@@ -189,7 +189,10 @@ func (m *Manager) attach(cid, cname, nsPath, ref string, want *nettypes.Endpoint
 		mac = net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
 	}
 	short := cid[:12]
-	dnsNames := []string{cname}
+	var dnsNames []string
+	if cname != "" { // a build step has no name, only its ID
+		dnsNames = append(dnsNames, cname)
+	}
 	for _, a := range want.Aliases {
 		if a != "" && a != cname && a != short {
 			dnsNames = append(dnsNames, a)

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// cmdRun is runc's `run` without a terminal: create and start the
+// container from the bundle in this process, with our stdio as its stdio,
+// forward the signals we get to its init, wait for it, delete it and exit
+// with its status (128+n for a signal). One exec instead of create, start
+// and delete, and no monitor: what a build's RUN step needs.
+func cmdRun(g *globals, p parsedArgs) (retErr error) {
+	id := p.pos[0]
+	defer func() {
+		if retErr != nil {
+			retErr = fmt.Errorf("berth-runtime run failed: %w", retErr)
+		}
+	}()
+	if p.bool("detach") {
+		return errors.New("run --detach is not supported: use create and start")
+	}
+	bundle := p.str("bundle")
+	if bundle == "" {
+		bundle = "."
+	}
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return err
+	}
+	spec, err := loadSpec(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return err
+	}
+	if spec.Process.Terminal {
+		return errors.New("run with a terminal is not supported")
+	}
+	// The init is re-parented to us when its setup parent exits: we reap
+	// it and read its status, as runc run does.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become a child subreaper: %w", err)
+	}
+	var cgroupsPath string
+	if spec.Linux != nil {
+		cgroupsPath = spec.Linux.CgroupsPath
+	}
+	stopWarm := startCgroupWarm(cgroupsPath)
+	defer stopWarm()
+	if err := os.Chdir(bundle); err != nil {
+		return err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:   id,
+		NoPivotRoot:  p.bool("no-pivot"),
+		NoNewKeyring: p.bool("no-new-keyring"),
+		Spec:         spec,
+	})
+	if err != nil {
+		return err
+	}
+	if err := ensureSeccompCache(config.Seccomp); err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(g.root, id, config)
+	if err != nil {
+		return err
+	}
+	destroyed := false
+	defer func() {
+		if !destroyed {
+			if err := killAndDestroy(c); err != nil {
+				slog.Warn("destroy after failed run", "err", err)
+			}
+		}
+	}()
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return err
+	}
+	proc.Init = true
+	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
+	proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Signals that arrive from here on are the container's (a cancelled
+	// build's SIGTERM/SIGKILL goes through `kill`; these are for whoever
+	// signals this process directly).
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	defer signal.Stop(sigc)
+	err = c.Run(proc)
+	stopWarm()
+	if err != nil {
+		return err
+	}
+	go func() {
+		for s := range sigc {
+			_ = proc.Signal(s)
+		}
+	}()
+	ps, err := proc.Wait()
+	if err != nil && ps == nil {
+		return fmt.Errorf("wait for the container: %w", err)
+	}
+	status := 0
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		switch {
+		case ws.Signaled():
+			status = 128 + int(ws.Signal())
+		default:
+			status = ws.ExitStatus()
+		}
+	}
+	destroyed = true
+	if err := killAndDestroy(c); err != nil {
+		slog.Warn("delete the container after run", "id", id, "err", err)
+	}
+	if status != 0 {
+		os.Exit(status)
+	}
+	return nil
+}

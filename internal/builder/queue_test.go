@@ -1,0 +1,66 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// The commit queue runs jobs one at a time in the order they were added,
+// and none after a failure (a record must not name a parent whose record
+// was not written).
+func TestCommitQueueOrderAndFailure(t *testing.T) {
+	var q commitQueue
+	var mu sync.Mutex
+	var ran []int
+	boom := errors.New("boom")
+	running := 0
+	for i := range 50 {
+		q.add(context.Background(), func(context.Context) error {
+			mu.Lock()
+			running++
+			if running != 1 {
+				t.Errorf("job %d runs alongside another", i)
+			}
+			ran = append(ran, i)
+			running--
+			mu.Unlock()
+			if i == 30 {
+				return boom
+			}
+			return nil
+		})
+	}
+	if err := q.wait(); !errors.Is(err, boom) {
+		t.Fatalf("wait = %v, want the failure", err)
+	}
+	if len(ran) != 31 {
+		t.Fatalf("ran %d jobs, want 31 (up to the failing one)", len(ran))
+	}
+	for i, n := range ran {
+		if n != i {
+			t.Fatalf("jobs ran in order %v", ran)
+		}
+	}
+	// An empty queue and a nil stage have nothing to wait for.
+	var empty commitQueue
+	if err := empty.wait(); err != nil {
+		t.Errorf("empty queue: %v", err)
+	}
+	var st *stageState
+	if err := st.flush(); err != nil {
+		t.Errorf("nil stage: %v", err)
+	}
+}
+
+func TestNumericOwner(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0": true, "12:34": true, "1000": true,
+		"": false, "app": false, "12:app": false, "app:12": false, "12:": false, ":12": false, "1a": false, "-1": false,
+	} {
+		if got := numericOwner(s); got != want {
+			t.Errorf("numericOwner(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
