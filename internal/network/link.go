@@ -1,6 +1,7 @@
 package network
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -25,7 +26,10 @@ func ensureBridge(n *Network) error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU()}}
+		// An address of its own: without one the bridge takes its lowest
+		// port's, and changes it as containers come and go, which leaves
+		// the containers' neighbour entries for the gateway stale.
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU(), HardwareAddr: randomMAC()}}
 		if err := netlink.LinkAdd(br); err != nil {
 			return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
@@ -35,6 +39,13 @@ func ensureBridge(n *Network) error {
 	}
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is not a bridge", n.Bridge)
+	}
+	if b, err := os.ReadFile("/sys/class/net/" + n.Bridge + "/addr_assign_type"); err == nil && strings.TrimSpace(string(b)) != "3" {
+		// A bridge of an earlier berth whose address follows its ports:
+		// pin the one it has (NET_ADDR_SET).
+		if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+			return fmt.Errorf("set the address of %s: %w", n.Bridge, err)
+		}
 	}
 	want := []netip.Prefix{}
 	if n.Gateway.IsValid() {
@@ -62,6 +73,14 @@ func ensureBridge(n *Network) error {
 		return fmt.Errorf("bring %s up: %w", n.Bridge, err)
 	}
 	return nil
+}
+
+// randomMAC is a random unicast, locally administered address.
+func randomMAC() net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(m)
+	m[0] = m[0]&^1 | 2
+	return m
 }
 
 func deleteLink(name string) error {
