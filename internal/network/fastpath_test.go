@@ -213,6 +213,22 @@ func TestFastpath(t *testing.T) {
 		t.Fatalf("a container of another network received %d bytes (%v)", k, err)
 	}
 
+	// Connected to another network: in that network's map; disconnected:
+	// out of it again.
+	_, ua, err := m.Connect(ida, "a", u.Name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mapped(m, u.ID, net.HardwareAddr(ua.MacAddress)); !ok {
+		t.Fatal("a connected container is not in the network's map")
+	}
+	if _, err := m.Disconnect(ida, u.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mapped(m, u.ID, net.HardwareAddr(ua.MacAddress)); ok {
+		t.Fatal("a disconnected container is still in the network's map")
+	}
+
 	// Torn down: out of the map.
 	m.TearDown(idb)
 	if _, ok := mapped(m, b.NetworkID, net.HardwareAddr(b.MacAddress)); ok {
