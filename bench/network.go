@@ -119,37 +119,51 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 			}
 		}
 	}
-	// Throughput.
-	port := freeLocalPort()
+	// Throughput. Every engine's server runs first; then the engines take
+	// turns run by run (who goes first rotates), with host loopback between
+	// rounds, so that noise from other work on a shared machine falls on
+	// all of them and on the reference alike.
+	type tputSrv struct {
+		e        engine
+		ip, port string
+	}
+	var srvs []tputSrv
 	for _, e := range es {
 		if ctx.Err() != nil {
 			break
 		}
 		r := res[e.Name()]
+		port := freeLocalPort()
 		srvArgs := runArgs(e, "-d", "--name", "nbench-srv", "-v", tool+":/tcpbench:ro", "-p", "127.0.0.1:"+port+":5001", "busybox", "/tcpbench", "server", ":5001")
 		if out := cli(ctx, e, srvArgs...); out.Err != nil {
 			r.Errors = append(r.Errors, out.Error(e.Name(), srvArgs).Error())
 			continue
 		}
 		ipOut := cli(ctx, e, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "nbench-srv")
-		ip := strings.TrimSpace(ipOut.Stdout)
-		for i := 0; i < tputRuns && ctx.Err() == nil; i++ {
-			cargs := runArgs(e, "--rm", "-v", tool+":/tcpbench:ro", "busybox", "/tcpbench", "client", net.JoinHostPort(ip, "5001"), fmt.Sprint(secs))
-			out := cli(ctx, e, cargs...)
+		srvs = append(srvs, tputSrv{e: e, ip: strings.TrimSpace(ipOut.Stdout), port: port})
+	}
+	for i := 0; i < tputRuns && ctx.Err() == nil && len(srvs) > 0; i++ {
+		for k := range srvs {
+			s := srvs[(i+k)%len(srvs)]
+			r := res[s.e.Name()]
+			cargs := runArgs(s.e, "--rm", "-v", tool+":/tcpbench:ro", "busybox", "/tcpbench", "client", net.JoinHostPort(s.ip, "5001"), fmt.Sprint(secs))
+			out := cli(ctx, s.e, cargs...)
 			if g, err := gbps(out.Stdout); out.Err == nil && err == nil {
 				r.C2CGbps = append(r.C2CGbps, g)
 			} else {
 				r.Errors = append(r.Errors, fmt.Sprintf("container to container: %v %s", out.Err, out.Stderr))
 			}
-			hb, err := exec.CommandContext(ctx, tool, "client", "127.0.0.1:"+port, fmt.Sprint(secs)).Output()
+			hb, err := exec.CommandContext(ctx, tool, "client", "127.0.0.1:"+s.port, fmt.Sprint(secs)).Output()
 			if g, gerr := gbps(string(hb)); err == nil && gerr == nil {
 				r.HostPubGbp = append(r.HostPubGbp, g)
 			} else {
 				r.Errors = append(r.Errors, fmt.Sprintf("host to published port: %v", err))
 			}
-			measureLoopback(ctx, tool, loop, secs)
 		}
-		_ = cli(ctx, e, "rm", "-f", "nbench-srv")
+		measureLoopback(ctx, tool, loop, secs)
+	}
+	for _, s := range srvs {
+		_ = cli(ctx, s.e, "rm", "-f", "nbench-srv")
 	}
 	// Start latency with busy containers on the bridge.
 	for _, e := range es {
@@ -256,6 +270,10 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 	}
 	if len(engines) > 0 {
 		fmt.Fprintf(w, "busy: with %d containers running on the bridge, bridge and none taking turns\n", res[engines[0]].busyN())
+	}
+	if b, d := res["berth"], res["docker"]; b != nil && d != nil {
+		bp, dp := summarize(b.HostPubGbp).Median, summarize(d.HostPubGbp).Median
+		fmt.Fprintf(w, "host→pub berth/docker: %.2f×\n", bp/max(dp, 1e-9))
 	}
 	fmt.Fprintln(w, "targets: berth bridge ≤ 1/5 of docker's; busy-br within 10% of busy-none and of none; c2c ≥ 0.90 of loopback; host→pub ≥ 2× docker's")
 }

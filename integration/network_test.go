@@ -24,6 +24,23 @@ func linkExists(name string) bool {
 	return err == nil
 }
 
+// fastpathProg is the BPF program ID of berth's ingress filter on a
+// container's host-side veth (0: none).
+func fastpathProg(t *testing.T, veth string) int {
+	t.Helper()
+	l, err := netlink.LinkByName(veth)
+	if err != nil {
+		t.Fatalf("veth %s: %v", veth, err)
+	}
+	fs, _ := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	for _, f := range fs {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Name == "berth_fastpath" {
+			return bf.Id
+		}
+	}
+	return 0
+}
+
 // bridgePorts are the devices enslaved to a bridge.
 func bridgePorts(t *testing.T, bridge string) []string {
 	t.Helper()
@@ -376,6 +393,7 @@ func TestNetworkSurvivesDaemonCrash(t *testing.T) {
 	victimPid := inspectField(t, d, victim, "{{.State.Pid}}")
 	netID := inspectField(t, d, "crashnet", "{{.Id}}")
 	bridge := "br-" + netID[:12]
+	oldProg := fastpathProg(t, "bv"+web[:9]+netID[:4])
 
 	d.Kill9(t)
 	// While the daemon is down: one container dies, and leftovers appear.
@@ -423,6 +441,12 @@ func TestNetworkSurvivesDaemonCrash(t *testing.T) {
 	other := strings.TrimSpace(d.MustBerth(t, "run", "-d", "--network", "crashnet", "busybox", "sleep", "100"))
 	if ip := inspectField(t, d, other, "{{.NetworkSettings.Networks.crashnet.IPAddress}}"); ip == webIP {
 		t.Errorf("a new container got the running one's address %s", ip)
+	}
+	// The restored container's veth got the new daemon's fast-path
+	// program (the one whose map it keeps up to date), as new ones do.
+	webProg, otherProg := fastpathProg(t, "bv"+web[:9]+netID[:4]), fastpathProg(t, "bv"+other[:9]+netID[:4])
+	if webProg == 0 || webProg == oldProg || webProg != otherProg {
+		t.Errorf("fast-path programs: web's %d (before the crash %d), a new container's %d", webProg, oldProg, otherProg)
 	}
 	if r := d.Berth(t, "run", "-d", "-p", "127.0.0.1:"+hostPort+":80", "busybox", "true"); r.ExitCode == 0 {
 		t.Errorf("the restored port was allocated again: %s", r)

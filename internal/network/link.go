@@ -1,6 +1,7 @@
 package network
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -25,7 +26,10 @@ func ensureBridge(n *Network) error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU()}}
+		// An address of its own: without one the bridge takes its lowest
+		// port's, and changes it as containers come and go, which leaves
+		// the containers' neighbour entries for the gateway stale.
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, TxQLen: -1, MTU: n.linkMTU(), HardwareAddr: randomMAC()}}
 		if err := netlink.LinkAdd(br); err != nil {
 			return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
@@ -35,6 +39,13 @@ func ensureBridge(n *Network) error {
 	}
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is not a bridge", n.Bridge)
+	}
+	if b, err := os.ReadFile("/sys/class/net/" + n.Bridge + "/addr_assign_type"); err == nil && strings.TrimSpace(string(b)) != "3" {
+		// A bridge of an earlier berth whose address follows its ports:
+		// pin the one it has (NET_ADDR_SET).
+		if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+			return fmt.Errorf("set the address of %s: %w", n.Bridge, err)
+		}
 	}
 	want := []netip.Prefix{}
 	if n.Gateway.IsValid() {
@@ -62,6 +73,14 @@ func ensureBridge(n *Network) error {
 		return fmt.Errorf("bring %s up: %w", n.Bridge, err)
 	}
 	return nil
+}
+
+// randomMAC is a random unicast, locally administered address.
+func randomMAC() net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(m)
+	m[0] = m[0]&^1 | 2
+	return m
 }
 
 func deleteLink(name string) error {
@@ -152,15 +171,16 @@ type linkConfig struct {
 }
 
 // addVeth creates a veth pair with its peer directly in the namespace,
-// plugs the host end into the bridge and configures the peer.
-func addVeth(nsPath string, lc linkConfig) error {
+// plugs the host end into the bridge and configures the peer. It returns
+// the host end's interface index.
+func addVeth(nsPath string, lc linkConfig) (int, error) {
 	br, err := netlink.LinkByName(lc.Bridge)
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", lc.Bridge, err)
+		return 0, fmt.Errorf("bridge %s: %w", lc.Bridge, err)
 	}
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
-		return fmt.Errorf("open netns: %w", err)
+		return 0, fmt.Errorf("open netns: %w", err)
 	}
 	defer ns.Close()
 	veth := &netlink.Veth{
@@ -179,7 +199,7 @@ func addVeth(nsPath string, lc linkConfig) error {
 		err = netlink.LinkAdd(veth)
 	}
 	if err != nil {
-		return fmt.Errorf("create veth %s: %w", lc.HostName, err)
+		return 0, fmt.Errorf("create veth %s: %w", lc.HostName, err)
 	}
 	ok := false
 	defer func() {
@@ -189,20 +209,20 @@ func addVeth(nsPath string, lc linkConfig) error {
 	}()
 	host, err := netlink.LinkByName(lc.HostName)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := netlink.LinkSetUp(host); err != nil {
-		return err
+		return 0, err
 	}
 	_ = netlink.LinkSetHairpin(host, true)
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer h.Close()
 	peer, err := h.LinkByName(lc.Name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, a := range lc.Addrs {
 		addr := &netlink.Addr{IPNet: ipnet(a)}
@@ -210,27 +230,27 @@ func addVeth(nsPath string, lc linkConfig) error {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		if err := h.AddrAdd(peer, addr); err != nil {
-			return fmt.Errorf("address %s: %w", a, err)
+			return 0, fmt.Errorf("address %s: %w", a, err)
 		}
 	}
 	if err := h.LinkSetUp(peer); err != nil {
-		return err
+		return 0, err
 	}
 	if lo, err := h.LinkByName("lo"); err == nil {
 		_ = h.LinkSetUp(lo)
 	}
 	if lc.Gateway.IsValid() {
 		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway.AsSlice(), MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("default route via %s: %w", lc.Gateway, err)
+			return 0, fmt.Errorf("default route via %s: %w", lc.Gateway, err)
 		}
 	}
 	if lc.Gateway6.IsValid() {
 		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: lc.Gateway6.AsSlice(), Family: netlink.FAMILY_V6, MTU: lc.RouteMTU}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("default IPv6 route via %s: %w", lc.Gateway6, err)
+			return 0, fmt.Errorf("default IPv6 route via %s: %w", lc.Gateway6, err)
 		}
 	}
 	ok = true
-	return nil
+	return host.Attrs().Index, nil
 }
 
 // uplinkMTU is the MTU of the device of the host's default route (1500

@@ -122,6 +122,10 @@ type Manager struct {
 	sandboxes map[string]*sandbox
 	// routeMTU is the MTU of containers' default routes: the uplink's.
 	routeMTU int
+	// fast: network ID → its container-to-container fast path;
+	// fastOff once the kernel has refused it.
+	fast    map[string]*fastpath
+	fastOff bool
 }
 
 type sandbox struct {
@@ -143,7 +147,7 @@ func New(cfg Config) (_ *Manager, retErr error) {
 		cfg.Pools = DefaultPools
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, fw: newFirewall(cfg.Table),
-		networks: map[string]*Network{}, eps: map[string]map[string]*Endpoint{}, sandboxes: map[string]*sandbox{}}
+		networks: map[string]*Network{}, eps: map[string]map[string]*Endpoint{}, sandboxes: map[string]*sandbox{}, fast: map[string]*fastpath{}}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -249,7 +253,8 @@ func bridgeSubnet(name string) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
-// Close stops the DNS servers (containers keep their namespaces).
+// Close stops the DNS servers (containers keep their namespaces, and
+// their veths the fast path's programs).
 func (m *Manager) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -257,6 +262,9 @@ func (m *Manager) Close() {
 		if sb.dns != nil {
 			sb.dns.close()
 		}
+	}
+	for id := range m.fast {
+		m.dropFastpath(id)
 	}
 }
 
@@ -582,6 +590,7 @@ func (m *Manager) Remove(ref string, inUse func(netID, netName string) bool) (*N
 	}
 	delete(m.networks, n.ID)
 	delete(m.eps, n.ID)
+	m.dropFastpath(n.ID)
 	return n, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,5 +257,43 @@ func BenchmarkTearDown(b *testing.B) {
 		}
 		b.StartTimer()
 		m.TearDown(id)
+	}
+}
+
+// TestBridgeKeepsItsAddress: a bridge berth makes or adopts has an address
+// of its own, which ports joining do not change (else containers' cached
+// gateway address goes stale).
+func TestBridgeKeepsItsAddress(t *testing.T) {
+	m := newTestManager(t)
+	brName := m.cfg.DefaultBridge
+	mac := func(name string) string {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	before := mac(brName)
+	id := cid()
+	if _, err := m.SetUp(SandboxRequest{ContainerID: id, Name: "c", Networks: map[string]*nettypes.EndpointSettings{"bridge": {}}}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.TearDown(id)
+	if after := mac(brName); after != before {
+		t.Fatalf("the bridge's address changed from %s to %s when a container joined", before, after)
+	}
+
+	// A bridge left by an older berth, whose address follows its ports.
+	old := "bo" + suffix()
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: old}}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = deleteLink(old) }()
+	oldMAC := mac(old)
+	if err := ensureBridge(&Network{Bridge: old}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile("/sys/class/net/" + old + "/addr_assign_type"); strings.TrimSpace(string(b)) != "3" || mac(old) != oldMAC {
+		t.Fatalf("adopted bridge: address %s (was %s), assign type %q", mac(old), oldMAC, b)
 	}
 }

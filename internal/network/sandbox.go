@@ -221,13 +221,19 @@ func (m *Manager) attach(cid, cname, nsPath, ref string, want *nettypes.Endpoint
 		if !n.Internal && idx == 0 {
 			lc.Gateway, lc.Gateway6 = n.Gateway, n.Gateway6
 		}
-		if err := addVeth(nsPath, lc); err != nil {
+		ifindex, err := addVeth(nsPath, lc)
+		if err != nil {
 			m.mu.Lock()
 			delete(m.eps[n.ID], cid)
 			m.mu.Unlock()
 			return nil, nil, err
 		}
 		m.fw.ensureForwardAccepts([]string{n.Bridge}, false)
+		m.fastAttach(n.ID, ifindex, mac)
+	} else if l, err := netlink.LinkByName(ep.HostVeth); err == nil {
+		// The veth still carries the dead daemon's program, whose map no
+		// one updates any more: replace it.
+		m.fastAttach(n.ID, l.Attrs().Index, mac)
 	}
 	es := &nettypes.EndpointSettings{
 		IPAMConfig: want.IPAMConfig, Links: want.Links, Aliases: want.Aliases, DriverOpts: want.DriverOpts,
@@ -464,10 +470,14 @@ func (m *Manager) TearDown(cid string) {
 	m.mu.Lock()
 	sb := m.sandboxes[cid]
 	delete(m.sandboxes, cid)
-	var veths []string
-	for _, eps := range m.eps {
+	type veth struct {
+		name, netID string
+		mac         net.HardwareAddr
+	}
+	var veths []veth
+	for netID, eps := range m.eps {
 		if ep, ok := eps[cid]; ok {
-			veths = append(veths, ep.HostVeth)
+			veths = append(veths, veth{ep.HostVeth, netID, ep.MAC})
 			delete(eps, cid)
 		}
 	}
@@ -487,8 +497,9 @@ func (m *Manager) TearDown(cid string) {
 	// would remove the pairs too, but only once the kernel gets to it.)
 	var links []netlink.Link
 	for _, v := range veths {
-		if l, err := netlink.LinkByName(v); err == nil {
+		if l, err := netlink.LinkByName(v.name); err == nil {
 			links = append(links, l)
+			m.fastForget(v.netID, v.mac, l.Attrs().Index)
 		}
 	}
 	if len(links) > 0 {
@@ -561,7 +572,10 @@ func (m *Manager) Disconnect(cid, ref string) (*Network, error) {
 	nc := *n
 	m.mu.Unlock()
 	if ok {
-		_ = deleteLink(ep.HostVeth)
+		if l, err := netlink.LinkByName(ep.HostVeth); err == nil {
+			m.fastForget(n.ID, ep.MAC, l.Attrs().Index)
+			_ = netlink.LinkDel(l)
+		}
 	}
 	return &nc, nil
 }
