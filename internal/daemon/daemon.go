@@ -373,6 +373,11 @@ func networkBackend(s *engine.NetworkService) api.NetworkBackend {
 func networkConfig(opts Options, log *slog.Logger) (network.Config, error) {
 	cfg := network.Config{DataRoot: opts.DataRoot, ExecRoot: opts.ExecRoot, DefaultBridge: opts.Bridge,
 		Table: opts.NFTablesTable, Logger: log}
+	// dockerd reads --bridge=none as "no default bridge network"; berth has
+	// no such mode yet, and a bridge device named "none" would be a surprise.
+	if cfg.DefaultBridge == "none" {
+		return cfg, fmt.Errorf("invalid --bridge %q: running without the default bridge network is not supported; give a device name", opts.Bridge)
+	}
 	if cfg.DefaultBridge != "" && len(cfg.DefaultBridge) > 15 {
 		return cfg, fmt.Errorf("invalid --bridge %q: at most 15 characters", opts.Bridge)
 	}
