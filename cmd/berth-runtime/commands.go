@@ -36,11 +36,7 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 			retErr = fmt.Errorf("berth-runtime create failed: %w", retErr)
 		}
 	}()
-	bundle := p.str("bundle")
-	if bundle == "" {
-		bundle = "."
-	}
-	bundle, err := filepath.Abs(bundle)
+	bundle, err := bundleDir(p)
 	if err != nil {
 		return err
 	}
@@ -62,11 +58,7 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	if err != nil {
 		return err
 	}
-	var cgroupsPath string
-	if spec.Linux != nil {
-		cgroupsPath = spec.Linux.CgroupsPath
-	}
-	stopWarm := startCgroupWarm(cgroupsPath)
+	stopWarm := startCgroupWarm(cgroupsPathOf(spec))
 	defer stopWarm()
 	if spec.Process.Terminal && consoleSocket == "" {
 		return errors.New("cannot allocate tty if runc will detach without setting console socket")
@@ -74,25 +66,7 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 	if !spec.Process.Terminal && consoleSocket != "" {
 		return errors.New("cannot use console socket if runc will not detach or allocate tty")
 	}
-	// A relative root path is relative to the bundle, which libcontainer
-	// takes from the working directory.
-	if err := os.Chdir(bundle); err != nil {
-		return err
-	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:   id,
-		NoPivotRoot:  p.bool("no-pivot"),
-		NoNewKeyring: p.bool("no-new-keyring"),
-		Spec:         spec,
-	})
-	if err != nil {
-		return err
-	}
-	if err := ensureSeccompCache(config.Seccomp); err != nil {
-		return err
-	}
-	stripSeccompRules(config.Seccomp)
-	c, err := libcontainer.Create(g.root, id, config)
+	c, err := createContainer(g, p, id, bundle, spec)
 	if err != nil {
 		return err
 	}
@@ -144,6 +118,49 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 		}
 	}
 	return nil
+}
+
+// bundleDir is the --bundle directory (default: the working directory),
+// made absolute.
+func bundleDir(p parsedArgs) (string, error) {
+	bundle := p.str("bundle")
+	if bundle == "" {
+		bundle = "."
+	}
+	return filepath.Abs(bundle)
+}
+
+// cgroupsPathOf is the spec's cgroup path, "" when it has none.
+func cgroupsPathOf(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
+}
+
+// createContainer turns the bundle's spec into libcontainer's config and
+// creates the container from it; create and run share it so that both
+// leave the same state (the compiled seccomp program, not its rules).
+func createContainer(g *globals, p parsedArgs, id, bundle string, spec *specs.Spec) (*libcontainer.Container, error) {
+	// A relative root path is relative to the bundle, which libcontainer
+	// takes from the working directory.
+	if err := os.Chdir(bundle); err != nil {
+		return nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:   id,
+		NoPivotRoot:  p.bool("no-pivot"),
+		NoNewKeyring: p.bool("no-new-keyring"),
+		Spec:         spec,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureSeccompCache(config.Seccomp); err != nil {
+		return nil, err
+	}
+	stripSeccompRules(config.Seccomp)
+	return libcontainer.Create(g.root, id, config)
 }
 
 // loadSpec reads and checks a bundle's config.json.

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -31,11 +29,7 @@ func cmdRun(g *globals, p parsedArgs) (retErr error) {
 	if p.bool("detach") {
 		return errors.New("run --detach is not supported: use create and start")
 	}
-	bundle := p.str("bundle")
-	if bundle == "" {
-		bundle = "."
-	}
-	bundle, err := filepath.Abs(bundle)
+	bundle, err := bundleDir(p)
 	if err != nil {
 		return err
 	}
@@ -51,28 +45,9 @@ func cmdRun(g *globals, p parsedArgs) (retErr error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
-	var cgroupsPath string
-	if spec.Linux != nil {
-		cgroupsPath = spec.Linux.CgroupsPath
-	}
-	stopWarm := startCgroupWarm(cgroupsPath)
+	stopWarm := startCgroupWarm(cgroupsPathOf(spec))
 	defer stopWarm()
-	if err := os.Chdir(bundle); err != nil {
-		return err
-	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:   id,
-		NoPivotRoot:  p.bool("no-pivot"),
-		NoNewKeyring: p.bool("no-new-keyring"),
-		Spec:         spec,
-	})
-	if err != nil {
-		return err
-	}
-	if err := ensureSeccompCache(config.Seccomp); err != nil {
-		return err
-	}
-	c, err := libcontainer.Create(g.root, id, config)
+	c, err := createContainer(g, p, id, bundle, spec)
 	if err != nil {
 		return err
 	}

@@ -147,11 +147,8 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		return -1, err
 	}
 	defer s.tearDownNetwork(e)
-	etc := etcPaths{hosts: c.HostsPath, hostname: c.HostnamePath, resolv: c.ResolvConfPath}
-	if peer := s.networkPeer(c); peer != nil {
-		etc = etcPaths{hosts: peer.HostsPath, hostname: peer.HostnamePath, resolv: peer.ResolvConfPath}
-		cfg.Hostname, cfg.Domainname = peer.Config.Hostname, peer.Config.Domainname
-	} else if err := writeEtcFiles(c); err != nil {
+	etc, err := s.etcFiles(c)
+	if err != nil {
 		return -1, err
 	}
 	spec, err := oci.Spec(oci.Options{

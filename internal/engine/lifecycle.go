@@ -138,15 +138,8 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 			s.tearDownNetwork(e)
 		}
 	}()
-	etc := etcPaths{hosts: c.HostsPath, hostname: c.HostnamePath, resolv: c.ResolvConfPath}
-	if peer := s.networkPeer(c); peer != nil {
-		// As docker: a container on another's network stack sees that
-		// container's hostname, /etc/hosts and /etc/resolv.conf.
-		etc = etcPaths{hosts: peer.HostsPath, hostname: peer.HostnamePath, resolv: peer.ResolvConfPath}
-		cfg := *c.Config
-		cfg.Hostname, cfg.Domainname = peer.Config.Hostname, peer.Config.Domainname
-		c.Config = &cfg
-	} else if err := writeEtcFiles(c); err != nil {
+	etc, err := s.etcFiles(c)
+	if err != nil {
 		return err
 	}
 	if err := s.remapContainerFiles(c, bundle); err != nil {

@@ -130,6 +130,23 @@ func sandboxRequest(c *container.Container, resolved bool) network.SandboxReques
 // /etc/hostname and /etc/resolv.conf.
 type etcPaths struct{ hosts, hostname, resolv string }
 
+// etcFiles writes c's /etc/hosts, hostname and resolv.conf and says where
+// they are. As docker, a container on another's network stack
+// (--network container:X) sees X's files and hostname instead: c.Config
+// is replaced by a copy carrying X's hostname.
+func (s *ContainerService) etcFiles(c *container.Container) (etcPaths, error) {
+	if peer := s.networkPeer(c); peer != nil {
+		cfg := *c.Config
+		cfg.Hostname, cfg.Domainname = peer.Config.Hostname, peer.Config.Domainname
+		c.Config = &cfg
+		return etcPaths{hosts: peer.HostsPath, hostname: peer.HostnamePath, resolv: peer.ResolvConfPath}, nil
+	}
+	if err := writeEtcFiles(c); err != nil {
+		return etcPaths{}, err
+	}
+	return etcPaths{hosts: c.HostsPath, hostname: c.HostnamePath, resolv: c.ResolvConfPath}, nil
+}
+
 // networkPeer is the container whose network stack c joins
 // (--network container:X), or nil.
 func (s *ContainerService) networkPeer(c *container.Container) *container.Container {

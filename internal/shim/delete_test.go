@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/berth-engine/berth/internal/shim"
 )
 
 // recordingRuntime wraps runc in a script that appends each command it is
@@ -150,15 +148,7 @@ func TestDirectSignal(t *testing.T) {
 			}
 			ctx := testCtx(t)
 			client, _ := c.spawn(ctx)
-			conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			s := readStream(conn)
-			if err := client.Start(ctx); err != nil {
-				t.Fatalf("Start: %v", err)
-			}
+			s := startAttached(ctx, t, client)
 			s.waitFor(t, "ready")
 			if err := client.Kill(ctx, syscall.SIGTERM, false); err != nil {
 				t.Fatalf("Kill: %v", err)

@@ -364,6 +364,22 @@ type streamReader struct {
 	err  error
 }
 
+// startAttached attaches to the container's stdout, starts it, and returns
+// a reader of what it prints; the attachment is closed with the test.
+func startAttached(ctx context.Context, t *testing.T, client *shim.Client) *streamReader {
+	t.Helper()
+	conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s := readStream(conn)
+	if err := client.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return s
+}
+
 func readStream(r io.Reader) *streamReader {
 	s := &streamReader{}
 	s.cond = sync.NewCond(&s.mu)

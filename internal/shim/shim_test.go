@@ -163,15 +163,7 @@ func TestStdinStaysOpenWithoutStdinOnce(t *testing.T) {
 	c := newContainer(t, spec{args: []string{"sh", "-c", "read a; echo got-$a; read b; echo $a-$b"}, stdin: true})
 	ctx := testCtx(t)
 	client, _ := c.spawn(ctx)
-	out, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	s := readStream(out)
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startAttached(ctx, t, client)
 	// Two successive stdin clients; the first one's EOF must not close
 	// the container's stdin.
 	for _, word := range []string{"one", "two"} {
@@ -412,15 +404,7 @@ func TestSurvivesParentKill(t *testing.T) {
 	if err != nil || st.Status != shim.StatusCreated {
 		t.Fatalf("State after the parent died = %+v, %v", st, err)
 	}
-	conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := readStream(conn)
-	if err := client.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	s := startAttached(ctx, t, client)
 	s.waitFor(t, "started\n")
 	if err := client.Kill(ctx, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
@@ -557,15 +541,7 @@ func TestInitForwardsSIGTERM(t *testing.T) {
 	c := newContainer(t, spec{args: []string{"/sbin/docker-init", "--", "sh", "-c", script}, init: true})
 	ctx := testCtx(t)
 	client, _ := c.spawn(ctx)
-	conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := readStream(conn)
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startAttached(ctx, t, client)
 	s.waitFor(t, "ready\n")
 	// docker stop: SIGTERM to the container's PID 1, which is init.
 	if err := client.Kill(ctx, syscall.SIGTERM, false); err != nil {
@@ -623,15 +599,7 @@ func TestInitWithTTY(t *testing.T) {
 	c := newContainer(t, spec{args: []string{"/sbin/docker-init", "--", "sh", "-c", script}, init: true, tty: true, height: 21, width: 77})
 	ctx := testCtx(t)
 	client, _ := c.spawn(ctx)
-	conn, err := client.Attach(ctx, shim.AttachOptions{Stdout: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := readStream(conn)
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startAttached(ctx, t, client)
 	out := string(s.all(t))
 	if !strings.Contains(out, "21 77") || !strings.Contains(out, "foreground") {
 		t.Errorf("output %q: want the size and the command in the foreground group", out)
