@@ -140,6 +140,11 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 			continue
 		}
 		ipOut := cli(ctx, e, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "nbench-srv")
+		if ipOut.Err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("inspect the throughput server: %v", ipOut.Err))
+			_ = cli(context.WithoutCancel(ctx), e, "rm", "-f", "nbench-srv")
+			continue
+		}
 		srvs = append(srvs, tputSrv{e: e, ip: strings.TrimSpace(ipOut.Stdout), port: port})
 	}
 	for i := 0; i < tputRuns && ctx.Err() == nil && len(srvs) > 0; i++ {
@@ -163,7 +168,8 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		measureLoopback(ctx, tool, loop, secs)
 	}
 	for _, s := range srvs {
-		_ = cli(ctx, s.e, "rm", "-f", "nbench-srv")
+		// Also after an interrupt: the servers must not outlive the run.
+		_ = cli(context.WithoutCancel(ctx), s.e, "rm", "-f", "nbench-srv")
 	}
 	// Start latency with busy containers on the bridge.
 	for _, e := range es {

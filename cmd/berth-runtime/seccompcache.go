@@ -20,7 +20,7 @@ const (
 	// hash. A fixed path: the container's init must find it before it
 	// knows anything about its container.
 	seccompCacheDir = "/run/berth-runtime/seccomp"
-	// maxSeccompCache bounds the cache (every init reads all of it).
+	// maxSeccompCache bounds the cache, which `create` reads and writes.
 	maxSeccompCache = 32
 	// maxSeccompProgram is the largest program accepted (BPF_MAXINSNS
 	// instructions of 8 bytes, and the flags).
@@ -121,8 +121,8 @@ func stripSeccompRules(config *configs.Seccomp) {
 	}
 }
 
-// pruneSeccompCache keeps the cache below maxSeccompCache entries (every
-// init reads all of them), dropping the least recently written.
+// pruneSeccompCache keeps the cache below maxSeccompCache entries,
+// dropping the least recently written.
 func pruneSeccompCache() {
 	ents, err := os.ReadDir(seccompCacheDir)
 	if err != nil || len(ents) < maxSeccompCache {

@@ -40,21 +40,34 @@ func main() {
 // and its arguments untouched (flags, --help included): the process, its
 // pid and its stdio stay the same.
 func delegate(use, short string) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:                use,
 		Short:              short,
 		DisableFlagParsing: true,
 		SilenceUsage:       true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := findDaemonBinary()
-			if err != nil {
-				return err
-			}
-			argv := append([]string{path, cmd.Name()}, args...)
-			err = syscall.Exec(path, argv, os.Environ())
-			return fmt.Errorf("exec %s: %w", path, err)
+			return execDaemon(cmd.Name(), args...)
 		},
 	}
+	// `berth help daemon` shows berth-daemon's own help, flags included,
+	// as `berth daemon --help` does.
+	c.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
+		// execDaemon returns only when the exec failed.
+		fmt.Fprintln(os.Stderr, execDaemon(cmd.Name(), "--help"))
+	})
+	return c
+}
+
+// execDaemon replaces this process with berth-daemon running command; it
+// returns only the error of an exec that failed.
+func execDaemon(command string, args ...string) error {
+	path, err := findDaemonBinary()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{path, command}, args...)
+	err = syscall.Exec(path, argv, os.Environ())
+	return fmt.Errorf("exec %s: %w", path, err)
 }
 
 // findDaemonBinary looks next to the running executable first (a build or
@@ -62,7 +75,7 @@ func delegate(use, short string) *cobra.Command {
 func findDaemonBinary() (string, error) {
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), daemonBinary)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}

@@ -43,6 +43,10 @@ func TestDelegation(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "serve") {
 		t.Errorf("berth registry --help: %v\n%s", err, out)
 	}
+	out, err = exec.Command(berth, "help", "daemon").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--data-root") {
+		t.Errorf("berth help daemon: %v\n%s", err, out)
+	}
 	// The flag reaches the daemon, which refuses it (not the CLI).
 	out, err = exec.Command(berth, "daemon", "--no-such-flag").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no-such-flag") {
@@ -55,6 +59,10 @@ func TestDelegation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(alone, "berth"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A berth-daemon next to berth that cannot be executed is passed over.
+	if err := os.WriteFile(filepath.Join(alone, "berth-daemon"), []byte("not a program"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(alone, "berth"), "daemon")

@@ -3,6 +3,8 @@ package cli
 import (
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestCommandTarget(t *testing.T) {
@@ -70,4 +72,28 @@ func TestRunAndCreateReachable(t *testing.T) {
 	if cmd, _, err := root.Find([]string{"ps"}); err != nil || cmd.Name() != "ps" {
 		t.Errorf("ps not found: %v", err)
 	}
+}
+
+// Every root flag is one commandTarget knows: a root flag added without it
+// would silently cost every start the whole command tree.
+func TestCommandTargetKnowsRootFlags(t *testing.T) {
+	root := NewRootCommand()
+	root.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "version" || f.Name == "help" {
+			return // they print and exit: "" is right
+		}
+		args := []string{"--" + f.Name}
+		if f.Value.Type() != "bool" {
+			args = append(args, "value")
+		}
+		if got := commandTarget(append(args, "ps")); got != "ps" {
+			t.Errorf("commandTarget(%q) = %q: root flag --%s unknown to it", append(args, "ps"), got, f.Name)
+		}
+		if f.Shorthand != "" {
+			args[0] = "-" + f.Shorthand
+			if got := commandTarget(append(args, "ps")); got != "ps" {
+				t.Errorf("commandTarget(%q) = %q: root flag -%s unknown to it", append(args, "ps"), got, f.Shorthand)
+			}
+		}
+	})
 }

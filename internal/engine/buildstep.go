@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/berth-engine/berth/internal/oci"
 	"github.com/berth-engine/berth/internal/snapshot"
+	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
 )
@@ -69,6 +68,11 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	if _, err := s.validateHostConfig(&hc); err != nil {
 		return -1, err
 	}
+	if s.st.Networks == nil {
+		if err := checkNetwork(&hc); err != nil {
+			return -1, err
+		}
+	}
 	ns, err := initialNetworkSettings(&hc, nil)
 	if err != nil {
 		return -1, err
@@ -77,7 +81,9 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	if _, _, err := commandOf(&cfg); err != nil {
 		return -1, err
 	}
-	cfg.Hostname = req.ID[:12]
+	if cfg.Hostname == "" {
+		cfg.Hostname = req.ID[:stringid.ShortLen]
+	}
 	rt, err := s.st.Runtimes.Get(hc.Runtime)
 	if err != nil {
 		return -1, err
@@ -188,8 +194,10 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		// A cancelled build stops the step: kill the container (its init
 		// going takes every process of its pid namespace with it), and
 		// `run` then deletes it and returns.
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		kargv := rt.Argv("kill", req.ID, "KILL")
-		if out, err := exec.Command(kargv[0], kargv[1:]...).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(kctx, kargv[0], kargv[1:]...).CombinedOutput(); err != nil {
 			s.log.Warn("kill build step", "id", req.ID, "err", err, "output", string(out))
 			return cmd.Process.Kill()
 		}
@@ -204,42 +212,23 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	}
 	err = cmd.Run()
 	s.log.Debug("build step ran", "id", req.ID, "prepare", tPrep, "checks", tCheck, "rootfs", tSnap-tCheck, "run", time.Since(t0)-tPrep, "err", err)
-	if ctx.Err() != nil {
-		return -1, ctx.Err()
-	}
 	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
+	if ctx.Err() != nil || (err != nil && !errors.As(err, &ee)) {
+		// `run` may have been killed itself (the cancel came before its
+		// container existed, or it hung): make sure the container is gone.
+		s.forceDelete(context.WithoutCancel(ctx), rt.Name, req.ID)
+		if ctx.Err() != nil {
+			return -1, ctx.Err()
+		}
 		return -1, fmt.Errorf("run build step: %w", err)
 	}
-	if msg := runtimeError(logPath); msg != "" {
+	if msg := strings.TrimSpace(lastRuntimeError(logPath)); msg != "" {
 		// The runtime failed before or instead of the process (an
 		// executable not found, a spec it refused): docker reports that
 		// as the step's error, not as an exit code.
 		return -1, fmt.Errorf("OCI runtime run failed: %s", msg)
 	}
 	return cmd.ProcessState.ExitCode(), nil
-}
-
-// runtimeError is the last error a runtime logged in runc's JSON log
-// format ("" for none).
-func runtimeError(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	last := ""
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l struct {
-			Level string `json:"level"`
-			Msg   string `json:"msg"`
-		}
-		if json.Unmarshal(sc.Bytes(), &l) == nil && (l.Level == "error" || l.Level == "fatal") {
-			last = strings.TrimSpace(l.Msg)
-		}
-	}
-	return last
 }
 
 // cleanBuildSteps removes what a crash left of build steps: their rootfs

@@ -88,6 +88,19 @@ func newFastpath() (*fastpath, error) {
 	return &fastpath{m: m, p: p}, nil
 }
 
+// fastpathFilterAttrs places the program's filter on a veth's ingress.
+func fastpathFilterAttrs(ifindex int) netlink.FilterAttrs {
+	return netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL}
+}
+
+// detachFastpath removes the program from a veth, if it has one: an
+// earlier daemon's, whose map no one updates any more, must not outlive
+// a failed attach.
+func detachFastpath(ifindex int) {
+	_ = netlink.FilterDel(&netlink.BpfFilter{FilterAttrs: fastpathFilterAttrs(ifindex)})
+}
+
 func (f *fastpath) close() {
 	if f != nil {
 		f.p.Close()
@@ -109,8 +122,7 @@ func (f *fastpath) attach(ifindex int, mac net.HardwareAddr) error {
 	if err := netlink.QdiscAdd(qd); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("clsact qdisc: %w", err)
 	}
-	flt := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
-		Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL}, Fd: f.p.FD(), Name: fastpathFilter, DirectAction: true}
+	flt := &netlink.BpfFilter{FilterAttrs: fastpathFilterAttrs(ifindex), Fd: f.p.FD(), Name: fastpathFilter, DirectAction: true}
 	if err := netlink.FilterReplace(flt); err != nil {
 		return fmt.Errorf("bpf filter: %w", err)
 	}
@@ -160,10 +172,12 @@ func (m *Manager) dropFastpath(netID string) {
 func (m *Manager) fastAttach(netID string, ifindex int, mac net.HardwareAddr) {
 	f := m.fastpathFor(netID)
 	if f == nil {
+		detachFastpath(ifindex)
 		return
 	}
 	if err := f.attach(ifindex, mac); err != nil {
 		m.log.Warn("container-to-container fast path", "ifindex", ifindex, "err", err)
+		detachFastpath(ifindex)
 	}
 }
 

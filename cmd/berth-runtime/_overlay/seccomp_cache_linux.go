@@ -6,11 +6,10 @@
 // docker's default profile) runs once per distinct profile rather than in
 // every container's init.
 //
-// berth-runtime compiles a configuration with Compile and stores the
-// program under CacheKey; a container's init reads the cache with Preload
-// while it still sees the host's filesystem (before pivot_root, so no
-// file descriptor stays open into the container's life), and InitSeccomp
-// then loads the program whose key matches its configuration.
+// berth-runtime compiles a configuration with Compile, stores the program
+// under CacheKey and puts it into the configuration (BerthProgram), which
+// travels to the container's init and to every exec's; InitSeccomp loads
+// that program instead of compiling.
 
 package seccomp
 
@@ -35,8 +34,6 @@ type CachedProgram struct {
 	Flags   uint
 	Program []unix.SockFilter
 }
-
-var preloaded map[string]CachedProgram
 
 // CacheKey identifies a configuration's program: a hash of the
 // configuration, the architecture, the libseccomp version (whose
@@ -112,24 +109,15 @@ func UnmarshalProgram(b []byte) (CachedProgram, error) {
 	return p, nil
 }
 
-// SetPreloaded hands the init the cached programs, by key.
-func SetPreloaded(m map[string]CachedProgram) { preloaded = m }
-
-// loadCached loads config's program from the preloaded cache. ok is false
-// when there is none (InitSeccomp then compiles it).
+// loadCached loads the program berth-runtime compiled into config. ok is
+// false when there is none (InitSeccomp then compiles it).
 func loadCached(config *configs.Seccomp) (fd int, ok bool, err error) {
-	var p CachedProgram
-	if len(config.BerthProgram) > 0 {
-		// Compiled by berth-runtime and carried in the container's config:
-		// what an exec's init has, as it cannot see the host's cache.
-		if p, err = UnmarshalProgram(config.BerthProgram); err != nil {
-			return -1, true, err
-		}
-	} else {
-		found := false
-		if p, found = preloaded[CacheKey(config)]; !found {
-			return -1, false, nil
-		}
+	if len(config.BerthProgram) == 0 {
+		return -1, false, nil
+	}
+	p, err := UnmarshalProgram(config.BerthProgram)
+	if err != nil {
+		return -1, true, err
 	}
 	fd, err = patchbpf.Load(p.Flags, p.Program)
 	if err != nil {
