@@ -5,7 +5,8 @@
 # interop test), libseccomp-dev (berth-runtime's seccomp filter, built
 # with the seccomp tag), iproute2 (ip netns in the daemon-access tests),
 # iptables (iptables-nft reads berth's FORWARD accepts back in a network
-# test), and staticcheck (from the Go module proxy).
+# test), strace (berth-runtime's test that create parses no mountinfo),
+# and staticcheck (from the Go module proxy).
 set -eu
 need=""
 [ -x /bin/busybox ] || need="$need busybox-static"
@@ -14,6 +15,7 @@ command -v runc >/dev/null 2>&1 || need="$need runc"
 [ -f /usr/include/seccomp.h ] || need="$need libseccomp-dev"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v iptables-nft >/dev/null 2>&1 || need="$need iptables"
+command -v strace >/dev/null 2>&1 || need="$need strace"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "install-deps: need root to apt-get install:$need" >&2

@@ -3,9 +3,11 @@
 # with (`go build -modfile=$(scripts/runtime-overlay.sh DIR) -tags
 # seccomp,berthseccompcache ./cmd/berth-runtime`): a copy of runc's module
 # in DIR/runc where libcontainer/seccomp loads seccomp programs compiled
-# ahead of time (cmd/berth-runtime/_overlay), and DIR/runtime.mod, the
-# repo's go.mod with runc replaced by that copy. The repo's own go.mod is
-# untouched: everything else builds against stock runc.
+# ahead of time (cmd/berth-runtime/_overlay), a copy of the cgroups module
+# in DIR/cgroups with a working fast path to the cgroup root, and
+# DIR/runtime.mod, the repo's go.mod with both replaced by those copies.
+# The repo's own go.mod is untouched: everything else builds against the
+# stock modules.
 set -eu
 dir=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +29,17 @@ cfg=$dir/runc/libcontainer/configs/config.go
 sed -i '/^\tListenerMetadata string .*json:"listener_metadata,omitempty"`$/a\
 \tBerthProgram []byte `json:"berth_program,omitempty"` // compiled by berth-runtime' "$cfg"
 grep -q 'BerthProgram' "$cfg" || { echo "runtime-overlay: could not patch $cfg" >&2; exit 1; }
+# cgroups' fs/paths.go with a fast path to the cgroup root that works on a
+# v1 hybrid host (see the file's header): no mountinfo parse per create.
+cgver=$(cd "$root" && go list -m -f '{{.Version}}' github.com/opencontainers/cgroups)
+[ "$cgver" = v0.1.0 ] || { echo "runtime-overlay: cgroups_fs_paths.go is v0.1.0's, go.mod has $cgver: update it" >&2; exit 1; }
+cg=$(cd "$root" && go list -m -f '{{.Dir}}' github.com/opencontainers/cgroups)
+rm -rf "$dir/cgroups"
+cp -R "$cg" "$dir/cgroups"
+chmod -R u+w "$dir/cgroups"
+cp "$ov/cgroups_fs_paths.go" "$dir/cgroups/fs/paths.go"
 cp "$root/go.mod" "$dir/runtime.mod"
 cp "$root/go.sum" "$dir/runtime.sum"
 printf '\nreplace github.com/opencontainers/runc => %s\n' "$dir/runc" >> "$dir/runtime.mod"
+printf 'replace github.com/opencontainers/cgroups => %s\n' "$dir/cgroups" >> "$dir/runtime.mod"
 echo "$dir/runtime.mod"
