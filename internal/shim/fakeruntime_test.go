@@ -93,6 +93,24 @@ exit 0`)
 	}
 }
 
+// The runtime runs with GOMAXPROCS=1 (which runc and berth-runtime hand
+// on to the container's init), whatever the shim's environment had: the
+// fake runtime's create fails with its GOMAXPROCS in the message.
+func TestRuntimeGetsOneP(t *testing.T) {
+	requireRuntime(t)
+	rt := fakeRuntime(t, `
+case $cmd in
+create) echo "{\"level\":\"error\",\"msg\":\"runtime GOMAXPROCS=[$GOMAXPROCS] $(env | grep -c '^GOMAXPROCS=')\"}" >> $log; exit 1 ;;
+esac
+exit 0`)
+	t.Setenv("GOMAXPROCS", "7") // the daemon's; the spawner gives the shim 1
+	c := fakeContainer(t, rt)
+	_, _, err := shim.Spawn(testCtx(t), shimBin, c.cfg)
+	if err == nil || !strings.Contains(err.Error(), "runtime GOMAXPROCS=[1] 1") {
+		t.Fatalf("Spawn error = %v, want the runtime to report GOMAXPROCS=[1], set once", err)
+	}
+}
+
 // A runtime whose start fails: Start returns its message; the engine then
 // kills the created container and waits, as it does in lifecycle.go.
 func TestRuntimeStartError(t *testing.T) {

@@ -144,7 +144,7 @@ func Run(configPath string) int {
 		data := h.encode()
 		// The sync pipe goes along to the second stage, which reports.
 		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, syncFd, syscall.F_SETFD, 0)
-		env := append(childEnv(), stateEnv+"="+string(data), "GOMAXPROCS=1")
+		env := append(childEnv(), stateEnv+"="+string(data))
 		// The binary's own path rather than /proc/self/exe, so that the
 		// process keeps its name (comm) for ps and top.
 		if exe, xerr := os.Executable(); xerr == nil {
