@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	containertypes "github.com/moby/moby/api/types/container"
@@ -142,5 +143,54 @@ func TestStatusString(t *testing.T) {
 	c.State = State{Status: StatusCreated}
 	if got := c.StatusString(now); got != "Created" {
 		t.Errorf("created: %q", got)
+	}
+}
+
+// Records of containers removed at exit are written without fsync; what a
+// host crash can make of one (an empty file) is an orphan, not an error.
+func TestUnsyncedRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Container
+		mode fsutil.Sync
+		want fsutil.Sync
+	}{
+		{"kept", Container{HostConfig: &containertypes.HostConfig{}}, fsutil.SyncAll, fsutil.SyncAll},
+		{"kept state", Container{HostConfig: &containertypes.HostConfig{}}, fsutil.SyncData, fsutil.SyncData},
+		{"no host config", Container{}, fsutil.SyncAll, fsutil.SyncAll},
+		{"--rm", Container{HostConfig: &containertypes.HostConfig{AutoRemove: true}}, fsutil.SyncAll, fsutil.SyncNone},
+		{"--rm state", Container{HostConfig: &containertypes.HostConfig{AutoRemove: true}}, fsutil.SyncData, fsutil.SyncNone},
+		{"build step", Container{HostConfig: &containertypes.HostConfig{}, Ephemeral: true}, fsutil.SyncAll, fsutil.SyncNone},
+	} {
+		if got := syncMode(&tc.c, tc.mode); got != tc.want {
+			t.Errorf("%s: syncMode = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	root := t.TempDir()
+	s, err := NewStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := &Container{ID: stringid.Generate(), Name: "rm", HostConfig: &containertypes.HostConfig{AutoRemove: true}}
+	if err := s.Save(rm); err != nil {
+		t.Fatal(err)
+	}
+	empty := stringid.Generate()
+	if err := os.MkdirAll(filepath.Join(root, empty), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, empty, recordFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs, orphans, errs := s.LoadAll()
+	if len(recs) != 1 || recs[0].ID != rm.ID || !recs[0].HostConfig.AutoRemove {
+		t.Errorf("records: %+v", recs)
+	}
+	if len(orphans) != 1 || orphans[0] != empty {
+		t.Errorf("orphans: %v, want the empty record's %s", orphans, empty)
+	}
+	if len(errs) != 0 {
+		t.Errorf("errors: %v", errs)
 	}
 }
