@@ -65,6 +65,11 @@ func TestRunOptions(t *testing.T) {
 			t.Errorf("env lacks %s:\n%s", want, r.Stdout)
 		}
 	}
+	// The shim runs the runtime with GOMAXPROCS=1, which reaches the
+	// container's init but never the user's process.
+	if strings.Contains(r.Stdout, "GOMAXPROCS") {
+		t.Errorf("the runtime's environment leaked into the container:\n%s", r.Stdout)
+	}
 
 	cases := []struct {
 		args []string
