@@ -242,3 +242,84 @@ func TestBigTCP(t *testing.T) {
 		t.Errorf("through the default route: largest frame %d bytes, want GSO packets of at most %d", got, legacyGSO)
 	}
 }
+
+// TestMTUOption: -o com.docker.network.driver.mtu sets the MTU of the
+// network's bridge and of both ends of its containers' veths, as docker
+// does, and caps the default route's; the GSO segment cap follows the
+// route's MTU. A bad value is refused before anything is created.
+func TestMTUOption(t *testing.T) {
+	m := newTestManager(t)
+	for _, bad := range []string{"abc", "67", "65536", "-1"} {
+		br := "bm" + suffix()
+		if _, err := m.Create(CreateRequest{Name: "m" + suffix(), Options: map[string]string{
+			"com.docker.network.driver.mtu": bad, "com.docker.network.bridge.name": br}}); err == nil {
+			t.Errorf("MTU %q accepted", bad)
+		}
+		if linkExistsT(br) {
+			_ = deleteLink(br)
+			t.Errorf("MTU %q: bridge %s left behind", bad, br)
+		}
+	}
+	br := "bm" + suffix()
+	n, err := m.Create(CreateRequest{Name: "m" + suffix(), Options: map[string]string{
+		"com.docker.network.driver.mtu": "1400", "com.docker.network.bridge.name": br}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = m.Remove(n.Name, nil) }()
+	id := cid()
+	r, err := m.SetUp(SandboxRequest{ContainerID: id, Name: "c" + suffix(), Networks: map[string]*nettypes.EndpointSettings{n.Name: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.TearDown(id)
+	mtu := func(name string) int {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().MTU
+	}
+	if got := mtu(br); got != 1400 {
+		t.Errorf("bridge MTU %d, want 1400", got)
+	}
+	if got := mtu(vethName(id, n.ID)); got != 1400 {
+		t.Errorf("host-side veth MTU %d, want 1400", got)
+	}
+	if err := inNS(t, r.NSPath, func() error {
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if eth0.Attrs().MTU != 1400 {
+			t.Errorf("eth0 MTU %d, want 1400", eth0.Attrs().MTU)
+		}
+		if want := gsoSegs(min(1400, m.routeMTU)); eth0.Attrs().GSOIPv4MaxSize > 0 && int(eth0.Attrs().GSOMaxSegs) != want {
+			t.Errorf("eth0 gso_max_segs %d, want %d", eth0.Attrs().GSOMaxSegs, want)
+		}
+		routes, err := netlink.RouteList(eth0, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		defaults := 0
+		for _, rt := range routes {
+			if rt.Dst == nil || rt.Dst.IP.IsUnspecified() {
+				defaults++
+				if rt.MTU != min(1400, m.routeMTU) {
+					t.Errorf("default route MTU %d, want %d", rt.MTU, min(1400, m.routeMTU))
+				}
+			}
+		}
+		if defaults != 1 {
+			t.Errorf("%d default routes: %v", defaults, routes)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func linkExistsT(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}
