@@ -302,8 +302,9 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 		}
 	}
 	ok = true
-	if br.Attrs().GSOIPv4MaxSize < bigGSO {
-		bridgeBigGSO(br)
+	// (Zero: the kernel has no IPv4 BIG TCP.)
+	if a := br.Attrs(); a.GSOIPv4MaxSize > 0 && a.GSOIPv4MaxSize < bigGSO {
+		bridgeBigGSO(a.Index)
 	}
 	return host.Attrs().Index, nil
 }
@@ -313,20 +314,22 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 // bridge takes them (berth's veths do; an uplink a user enslaved to a
 // bridge berth adopted may not, and would then have to segment them in
 // software). The kernel allows it only once the bridge has ports (its
-// tso_max_size is theirs).
-func bridgeBigGSO(br netlink.Link) {
+// tso_max_size is the smallest of theirs).
+func bridgeBigGSO(index int) {
+	br, err := netlink.LinkByIndex(index)
+	if err != nil || br.Attrs().TSOMaxSize <= legacyGSO {
+		return // a port that takes no packets over 64 KiB: nothing to list
+	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		return
 	}
 	for _, l := range links {
-		if a := l.Attrs(); a.MasterIndex == br.Attrs().Index && a.GSOIPv4MaxSize < bigGSO {
+		if a := l.Attrs(); a.MasterIndex == index && a.GSOIPv4MaxSize < bigGSO {
 			return
 		}
 	}
-	if l, err := netlink.LinkByIndex(br.Attrs().Index); err == nil {
-		setBigGSO(&netlink.Handle{}, l, 0)
-	}
+	setBigGSO(&netlink.Handle{}, br, 0)
 }
 
 // uplinkMTU is the MTU of the device of the host's default route (1500
