@@ -170,6 +170,50 @@ type linkConfig struct {
 	MTU, RouteMTU int
 }
 
+// bigGSO is the largest IPv4 GSO packet berth lets a container's TCP
+// build on its veth (IPv4 BIG TCP; the kernel's GSO_MAX_SIZE, veth's
+// tso_max_size). With 64 KiB links a frame carries one 64 KiB segment;
+// a 512 KiB GSO packet carries eight, so the per-packet work of the
+// stacks, the veth, the fast path and the ACKs is done an eighth as often.
+const bigGSO = 524280
+
+// legacyGSO is the kernel's GSO size limit without BIG TCP, and that of
+// uplinks unless their admin raised it.
+const legacyGSO = 65536
+
+// gsoSegs caps the segments of a GSO packet a container sends, so that
+// traffic through a default route with the given MTU stays within the
+// legacy 64 KiB a packet leaving the host may have: the kernel segments a
+// larger one in software, frame by frame, on an uplink that does not
+// take it (gso_features_check), which would cost forwarded traffic far
+// more than BIG TCP saves. The kernel's own goal is (64 KiB − 1 −
+// MAX_TCP_HEADER (320)) / MSS; with the largest MSS (MTU − 40) the cap
+// leaves outbound packets as large as they were (44 segments with a 1500
+// byte MTU). Between containers, with the links' 64 KiB MSS, a BIG TCP
+// packet has at most eight segments, so the cap does not bind there
+// unless the uplink has jumbo frames (seven with a 9000 byte MTU).
+func gsoSegs(routeMTU int) int {
+	const sizeGoal = legacyGSO - 1 - 320
+	return max(sizeGoal/max(routeMTU-40, 1), 1)
+}
+
+// setBigGSO raises a link's IPv4 GSO limit to bigGSO (at most its
+// tso_max_size) and, when segs > 0, caps its GSO segments. Failures only
+// cost speed (kernels before 6.3 have no IPv4 BIG TCP); they are ignored.
+func setBigGSO(h *netlink.Handle, l netlink.Link, segs int) {
+	size := bigGSO
+	if t := int(l.Attrs().TSOMaxSize); t > 0 {
+		size = min(size, t)
+	}
+	if size <= legacyGSO {
+		return
+	}
+	if segs > 0 {
+		_ = h.LinkSetGSOMaxSegs(l, segs)
+	}
+	_ = h.LinkSetGSOIPv4MaxSize(l, size)
+}
+
 // addVeth creates a veth pair with its peer directly in the namespace,
 // plugs the host end into the bridge and configures the peer. It returns
 // the host end's interface index.
@@ -211,6 +255,9 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The host end forwards what the bridge sends it: BIG TCP packets of
+	// the host or of another container must not be segmented there.
+	setBigGSO(&netlink.Handle{}, host, 0)
 	if err := netlink.LinkSetUp(host); err != nil {
 		return 0, err
 	}
@@ -224,6 +271,11 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	routeMTU := lc.RouteMTU
+	if routeMTU <= 0 {
+		routeMTU = lc.MTU
+	}
+	setBigGSO(h, peer, gsoSegs(routeMTU))
 	for _, a := range lc.Addrs {
 		addr := &netlink.Addr{IPNet: ipnet(a)}
 		if a.Addr().Is6() {
@@ -250,7 +302,34 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 		}
 	}
 	ok = true
+	// (Zero: the kernel has no IPv4 BIG TCP.)
+	if a := br.Attrs(); a.GSOIPv4MaxSize > 0 && a.GSOIPv4MaxSize < bigGSO {
+		bridgeBigGSO(a.Index)
+	}
 	return host.Attrs().Index, nil
+}
+
+// bridgeBigGSO lets the host's own traffic to containers, which leaves
+// through the bridge, use BIG TCP packets as well, once every port of the
+// bridge takes them (berth's veths do; an uplink a user enslaved to a
+// bridge berth adopted may not, and would then have to segment them in
+// software). The kernel allows it only once the bridge has ports (its
+// tso_max_size is the smallest of theirs).
+func bridgeBigGSO(index int) {
+	br, err := netlink.LinkByIndex(index)
+	if err != nil || br.Attrs().TSOMaxSize <= legacyGSO {
+		return // a port that takes no packets over 64 KiB: nothing to list
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return
+	}
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex == index && a.GSOIPv4MaxSize < bigGSO {
+			return
+		}
+	}
+	setBigGSO(&netlink.Handle{}, br, 0)
 }
 
 // uplinkMTU is the MTU of the device of the host's default route (1500
