@@ -64,6 +64,8 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		return nil, err
 	}
 	st := &Staged{dir: dir, diffID: diffID}
+	wb := &writeback{dir: dir, flushed: map[uint64]int64{}}
+	layer = &writebackReader{r: layer, wb: wb, next: writebackEvery}
 	got, err := applyVerified(ctx, []Mount{{Type: "overlay", Options: []string{"upperdir=" + dir}}}, diffID.Algorithm(), layer)
 	if err == nil && got != diffID {
 		err = errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unpack layer %s: content has digest %s", diffID, got))
@@ -72,19 +74,94 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		st.Remove()
 		return nil, err
 	}
-	startWriteback(dir)
+	wb.finish()
 	return st, nil
 }
 
-// startWriteback asks the kernel to start writing out the staged files'
-// data now, without waiting for it: the layer waits for its blob's commit
-// and its parent's, and the syncfs that makes its snapshot durable (at
-// commit) then finds the data written or in flight instead of writing it
-// all on the pull's critical path. Best effort: durability still comes from
-// that syncfs. Files are opened without following symlinks; nothing but
-// this stager writes under dir.
-func startWriteback(dir string) {
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+// Writeback of a staged layer's data starts while it is extracted, so
+// that the syncfs which makes its snapshot durable (at commit) finds the
+// data written or in flight instead of writing it all on the pull's
+// critical path; the last layer of a pull otherwise ended with all of its
+// files still to write. Best effort, and no durability promise: that
+// syncfs stays the barrier.
+//
+// During the extraction, every writebackEvery bytes of the layer, the
+// staged tree is walked and the new part of each regular file handed to
+// writeback (sync_file_range(SYNC_FILE_RANGE_WRITE), which waits for
+// nothing). A tree of more than writebackMaxWalk entries is left to the
+// final pass: walking it again and again would cost more than it saves.
+// Once the extraction has ended, finish hands over the rest.
+const (
+	writebackEvery   = 8 << 20
+	writebackMaxWalk = 256
+)
+
+type writeback struct {
+	dir     string
+	flushed map[uint64]int64 // inode → bytes handed to writeback
+	many    bool             // too many entries for walks during extraction
+}
+
+// writebackReader starts a writeback pass every writebackEvery bytes read.
+type writebackReader struct {
+	r    io.Reader
+	wb   *writeback
+	n    int64
+	next int64
+}
+
+func (w *writebackReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	w.n += int64(n)
+	if w.n >= w.next {
+		w.next = w.n + writebackEvery
+		w.wb.during()
+	}
+	return n, err
+}
+
+// during runs while the unpacker writes: an entry's type may change
+// between the directory read and the open (a later tar entry replaces an
+// earlier one), and opening a device node or fifo could block or have
+// side effects. So the file is pinned with O_PATH, checked to be a regular
+// file, and only then reopened for reading through /proc/self/fd.
+func (wb *writeback) during() {
+	if wb.many {
+		return
+	}
+	entries := 0
+	_ = filepath.WalkDir(wb.dir, func(path string, d os.DirEntry, err error) error {
+		if entries++; entries > writebackMaxWalk {
+			wb.many = true
+			return filepath.SkipAll
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return nil //nolint:nilerr // best effort
+		}
+		pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil //nolint:nilerr
+		}
+		defer unix.Close(pfd)
+		var st unix.Stat_t
+		if unix.Fstat(pfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == wb.flushed[st.Ino] {
+			return nil
+		}
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil //nolint:nilerr
+		}
+		wb.start(fd, st.Ino, st.Size)
+		unix.Close(fd)
+		return nil
+	})
+}
+
+// finish hands the rest of every regular file to writeback, once the
+// extraction has ended: nothing changes the tree any more, so the types
+// the directory read reports hold.
+func (wb *writeback) finish() {
+	_ = filepath.WalkDir(wb.dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return nil //nolint:nilerr // best effort
 		}
@@ -92,10 +169,22 @@ func startWriteback(dir string) {
 		if err != nil {
 			return nil //nolint:nilerr
 		}
-		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Size != wb.flushed[st.Ino] {
+			wb.start(fd, st.Ino, st.Size)
+		}
 		unix.Close(fd)
 		return nil
 	})
+}
+
+func (wb *writeback) start(fd int, ino uint64, size int64) {
+	off := wb.flushed[ino]
+	if off > size {
+		off = 0 // truncated and rewritten
+	}
+	_ = unix.SyncFileRange(fd, off, size-off, unix.SYNC_FILE_RANGE_WRITE)
+	wb.flushed[ino] = size
 }
 
 // topDirMarked holds the staging roots markTopDir has seen (once per root
