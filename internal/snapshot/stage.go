@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -64,7 +65,7 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		return nil, err
 	}
 	st := &Staged{dir: dir, diffID: diffID}
-	wb := &writeback{dir: dir, flushed: map[uint64]int64{}}
+	wb := newWriteback(dir)
 	layer = &writebackReader{r: layer, wb: wb, next: writebackEvery}
 	got, err := applyVerified(ctx, []Mount{{Type: "overlay", Options: []string{"upperdir=" + dir}}}, diffID.Algorithm(), layer)
 	if err == nil && got != diffID {
@@ -85,21 +86,34 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 // files still to write. Best effort, and no durability promise: that
 // syncfs stays the barrier.
 //
-// During the extraction, every writebackEvery bytes of the layer, the
-// staged tree is walked and the new part of each regular file handed to
-// writeback (sync_file_range(SYNC_FILE_RANGE_WRITE), which waits for
-// nothing). A tree of more than writebackMaxWalk entries is left to the
-// final pass: walking it again and again would cost more than it saves.
-// Once the extraction has ended, finish hands over the rest.
+// Every writebackEvery bytes of the layer, and once more when the
+// extraction has ended, a pass over the staged tree hands the new part of
+// each regular file of at least writebackMinSize bytes to writeback
+// (sync_file_range(SYNC_FILE_RANGE_WRITE)). That call waits for no I/O, but
+// it allocates the blocks ext4 delayed and submits the writes, which takes
+// tens of milliseconds for a file the unpacker is still writing: so passes
+// run on a goroutine of their own, one at a time, and never hold up the
+// extraction. A pass during the extraction gives up on a tree of more than
+// writebackMaxWalk entries (walking it again and again would cost more than
+// it saves); the final pass walks it all. Small files are left to the
+// syncfs.
 const (
 	writebackEvery   = 8 << 20
 	writebackMaxWalk = 256
+	writebackMinSize = 64 << 10
 )
 
 type writeback struct {
-	dir     string
+	dir  string
+	busy atomic.Bool // a pass during the extraction is running
+
+	mu      sync.Mutex       // one pass at a time
 	flushed map[uint64]int64 // inode → bytes handed to writeback
-	many    bool             // too many entries for walks during extraction
+	many    bool             // too many entries for passes during extraction
+}
+
+func newWriteback(dir string) *writeback {
+	return &writeback{dir: dir, flushed: map[uint64]int64{}}
 }
 
 // writebackReader starts a writeback pass every writebackEvery bytes read.
@@ -115,28 +129,42 @@ func (w *writebackReader) Read(p []byte) (int, error) {
 	w.n += int64(n)
 	if w.n >= w.next {
 		w.next = w.n + writebackEvery
-		w.wb.during()
+		if w.wb.busy.CompareAndSwap(false, true) {
+			go func() {
+				defer w.wb.busy.Store(false)
+				w.wb.pass(false)
+			}()
+		}
 	}
 	return n, err
 }
 
-// during runs while the unpacker writes: an entry's type may change
-// between the directory read and the open (a later tar entry replaces an
-// earlier one), and opening a device node or fifo could block or have
-// side effects. So the file is pinned with O_PATH, checked to be a regular
-// file, and only then reopened for reading through /proc/self/fd.
-func (wb *writeback) during() {
-	if wb.many {
+// finish starts the final pass once the extraction has ended.
+func (wb *writeback) finish() { go wb.pass(true) }
+
+// pass walks the staged tree. It may run while the unpacker writes, or
+// while the tree is moved into its snapshot or removed: an entry's type
+// may change between the directory read and the open (a later tar entry
+// replaces an earlier one), and opening a device node or fifo could block
+// or have side effects. So a file is pinned with O_PATH, checked to be a
+// regular file, and only then reopened for reading through /proc/self/fd.
+func (wb *writeback) pass(final bool) {
+	wb.mu.Lock()
+	defer wb.mu.Unlock()
+	if wb.many && !final {
 		return
 	}
 	entries := 0
 	_ = filepath.WalkDir(wb.dir, func(path string, d os.DirEntry, err error) error {
-		if entries++; entries > writebackMaxWalk {
+		if entries++; entries > writebackMaxWalk && !final {
 			wb.many = true
 			return filepath.SkipAll
 		}
 		if err != nil || !d.Type().IsRegular() {
 			return nil //nolint:nilerr // best effort
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() < writebackMinSize {
+			return nil //nolint:nilerr
 		}
 		pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -151,40 +179,15 @@ func (wb *writeback) during() {
 		if err != nil {
 			return nil //nolint:nilerr
 		}
-		wb.start(fd, st.Ino, st.Size)
+		off := wb.flushed[st.Ino]
+		if off > st.Size {
+			off = 0 // truncated and written again
+		}
+		_ = unix.SyncFileRange(fd, off, st.Size-off, unix.SYNC_FILE_RANGE_WRITE)
+		wb.flushed[st.Ino] = st.Size
 		unix.Close(fd)
 		return nil
 	})
-}
-
-// finish hands the rest of every regular file to writeback, once the
-// extraction has ended: nothing changes the tree any more, so the types
-// the directory read reports hold.
-func (wb *writeback) finish() {
-	_ = filepath.WalkDir(wb.dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil //nolint:nilerr // best effort
-		}
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil //nolint:nilerr
-		}
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) == nil && st.Size != wb.flushed[st.Ino] {
-			wb.start(fd, st.Ino, st.Size)
-		}
-		unix.Close(fd)
-		return nil
-	})
-}
-
-func (wb *writeback) start(fd int, ino uint64, size int64) {
-	off := wb.flushed[ino]
-	if off > size {
-		off = 0 // truncated and rewritten
-	}
-	_ = unix.SyncFileRange(fd, off, size-off, unix.SYNC_FILE_RANGE_WRITE)
-	wb.flushed[ino] = size
 }
 
 // topDirMarked holds the staging roots markTopDir has seen (once per root
