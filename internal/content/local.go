@@ -170,6 +170,10 @@ type localWriter struct {
 // the blob streamed in.
 const writebackChunk = 8 << 20
 
+// writebackAlign rounds the ranges handed to writeback down to whole pages
+// (of any size a kernel uses).
+const writebackAlign = 64 << 10
+
 func (w *localWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -184,9 +188,12 @@ func (w *localWriter) Write(p []byte) (int, error) {
 	}
 	if w.size-w.flushed >= writebackChunk {
 		// Asynchronous: starts writeback, waits for nothing (durability
-		// still comes from the fsync at commit). Best effort.
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.size-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
-		w.flushed = w.size
+		// still comes from the fsync at commit). Best effort. Only whole
+		// pages: the next write appends to the last one, and a page under
+		// writeback may make it wait (devices that need stable pages).
+		end := w.size &^ (writebackAlign - 1)
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, end-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed = end
 	}
 	return n, nil
 }

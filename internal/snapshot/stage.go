@@ -179,12 +179,19 @@ func (wb *writeback) pass(final bool) {
 		if err != nil {
 			return nil //nolint:nilerr
 		}
-		off := wb.flushed[st.Ino]
-		if off > st.Size {
+		off, end := wb.flushed[st.Ino], st.Size
+		if off > end {
 			off = 0 // truncated and written again
 		}
-		_ = unix.SyncFileRange(fd, off, st.Size-off, unix.SYNC_FILE_RANGE_WRITE)
-		wb.flushed[st.Ino] = st.Size
+		if !final {
+			// Whole pages only: the unpacker may be appending to the
+			// last one (see writebackAlign in the content store).
+			end &^= 64<<10 - 1
+		}
+		if end > off {
+			_ = unix.SyncFileRange(fd, off, end-off, unix.SYNC_FILE_RANGE_WRITE)
+			wb.flushed[st.Ino] = end
+		}
 		unix.Close(fd)
 		return nil
 	})
