@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 )
 
 // Job (r): registry pull and push throughput. A multi-layer image of about
@@ -206,6 +207,16 @@ func hostArch() string {
 	return "amd64"
 }
 
+// settleDisk writes out all dirty data (sync(2)) before a timed pull or
+// push, so that no engine pays for what the one before it left unwritten:
+// docker's pull leaves its layers dirty in the page cache, and an engine
+// that syncs (berth syncfs's each layer it records) would otherwise write
+// them out during its own timed pull. Nothing is dropped from the page
+// cache: the registry's blobs stay cached for every engine alike.
+func settleDisk() {
+	unix.Sync()
+}
+
 // registryFlags are the flags an engine's CLI needs for a plain-HTTP
 // registry on 127.0.0.1 (docker and berth allow loopback by default).
 func registryFlags(e engine) []string {
@@ -251,6 +262,7 @@ func jobRegistry(ctx context.Context, es []engine, binDir, root, tarPath string,
 			fail := func(err error) { res.Errors = append(res.Errors, err.Error()); failed[e.Name()] = true }
 			// Pull with nothing present.
 			_ = cli(ctx, e, "rmi", "-f", ref)
+			settleDisk()
 			args := append(append([]string{"pull"}, registryFlags(e)...), ref)
 			r := cli(ctx, e, args...)
 			if r.Err != nil {
@@ -274,6 +286,7 @@ func jobRegistry(ctx context.Context, es []engine, binDir, root, tarPath string,
 			}
 			target := dst.addr + "/pushed/image:latest"
 			_ = cli(ctx, e, "tag", ref, target)
+			settleDisk()
 			pargs := append(append([]string{"push"}, registryFlags(e)...), target)
 			r = cli(ctx, e, pargs...)
 			stored := dst.storedBytes()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-engine/berth/internal/testutil"
 )
@@ -57,10 +58,35 @@ func (p *stallingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	d := daemonWithBusybox(t)
+	pullKilledMidway(t, d, "busybox", "echo whole", "whole\n", 0)
+}
+
+// The same with a layer of 32 MiB of random bytes, killed once more than
+// 8 MiB of it are extracted, so that writeback passes over the staged
+// layer have started when the daemon dies: a re-pull still completes and
+// the file is whole. (busybox stays: its layer is "Already exists", only
+// the big one is pulled.)
+func TestPullOfABigLayerInterruptedByDaemonKill9(t *testing.T) {
+	d := daemonWithBusybox(t)
+	mustCfgBerth(t, d, "run", "--name", "big", "busybox", "sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=32 2>/dev/null && md5sum /big > /big.md5")
+	mustCfgBerth(t, d, "commit", "big", "bigimg")
+	mustCfgBerth(t, d, "rm", "big")
+	want := mustCfgBerth(t, d, "run", "--rm", "bigimg", "cat", "/big.md5")
+	pullKilledMidway(t, d, "bigimg", "md5sum /big", want, 8<<20)
+}
+
+// pullKilledMidway pushes image to a registry, removes it, pulls it back
+// through a proxy that stalls halfway through its biggest blob, kills the
+// daemon there, and checks that the restarted daemon has no image and no
+// half blob, and that a second pull completes: `run --rm IMAGE sh -c cmd`
+// then prints want. With extracted > 0 the kill waits until the staged
+// files hold at least that many bytes.
+func pullKilledMidway(t *testing.T, d *testutil.Daemon, image, cmd, want string, extracted int64) {
+	t.Helper()
 	reg := testutil.StartRegistry(t, binDir)
-	mustCfgBerth(t, d, "tag", "busybox", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "tag", image, reg.Addr+"/bb:v1")
 	mustCfgBerth(t, d, "push", reg.Addr+"/bb:v1")
-	mustCfgBerth(t, d, "rmi", "busybox", reg.Addr+"/bb:v1")
+	mustCfgBerth(t, d, "rmi", image, reg.Addr+"/bb:v1")
 
 	// The layer blob is the biggest file in the registry's storage.
 	entries, _ := os.ReadDir(filepath.Join(reg.Root, "blobs", "sha256"))
@@ -83,14 +109,14 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	}()
 	name := strings.TrimPrefix(srv.URL, "http://") + "/bb:v1"
 
-	cmd := d.Cmd("pull", name)
+	pull := d.Cmd("pull", name)
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	pull.Stdout, pull.Stderr = &out, &out
+	if err := pull.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pullDone := make(chan error, 1)
-	go func() { pullDone <- cmd.Wait() }()
+	go func() { pullDone <- pull.Wait() }()
 	select {
 	case <-p.halfway:
 	case err := <-pullDone:
@@ -99,8 +125,26 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	// Half the layer is in the daemon's ingest, and its extraction follows
 	// it into a staging directory: crash it there.
 	staging := filepath.Join(d.DataRoot, "tmp", "unpack")
+	stagedBytes := func() (n int64) {
+		_ = filepath.WalkDir(staging, func(_ string, e os.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				if fi, err := e.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	for stagedBytes() < extracted {
+		select {
+		case err := <-pullDone:
+			t.Fatalf("pull ended before %d bytes were extracted: %v\n%s", extracted, err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	ents, _ := os.ReadDir(staging)
-	t.Logf("layers being extracted at the crash: %d", len(ents))
+	t.Logf("layers being extracted at the crash: %d (%d bytes staged)", len(ents), stagedBytes())
 	d.Kill9(t)
 	close(p.release)
 	if err := <-pullDone; err == nil {
@@ -108,7 +152,7 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	}
 
 	d.Start(t)
-	if out := mustCfgBerth(t, d, "images", "-aq"); strings.TrimSpace(out) != "" {
+	if out := mustCfgBerth(t, d, "images", "-q", name); strings.TrimSpace(out) != "" {
 		t.Errorf("an interrupted pull left an image: %s", out)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "content", "ingest")); len(ents) != 0 {
@@ -123,8 +167,8 @@ func TestPullInterruptedByDaemonKill9(t *testing.T) {
 	p.mu.Unlock()
 	o := mustCfgBerth(t, d, "pull", name)
 	assertContains(t, "pull after the crash", o, "Pull complete", "Status: Downloaded newer image")
-	if got := mustCfgBerth(t, d, "run", "--rm", name, "echo", "whole"); got != "whole\n" {
-		t.Errorf("run: %q", got)
+	if got := mustCfgBerth(t, d, "run", "--rm", name, "sh", "-c", cmd); got != want {
+		t.Errorf("run: %q, want %q", got, want)
 	}
 	// The crashed extraction's directory went with the next pull.
 	if ents, _ := os.ReadDir(staging); len(ents) != 0 {

@@ -4,7 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -188,5 +191,57 @@ func TestConcurrentPullsShareLayers(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(d.DataRoot, "tmp", "unpack")); len(ents) != 0 {
 		t.Errorf("staged layers left: %d", len(ents))
+	}
+}
+
+// On vfs, where layers cannot be staged ahead of their parents, a pull
+// unpacks in order and starts no extraction that then declines: in the
+// progress stream (POST /images/create, as the docker CLI reads it) each
+// layer's extraction comes after its download and shows no "Extracting"
+// at 0 bytes (the extraction that declined used to show one before the
+// real one started), and the image runs.
+func TestPullOnVfs(t *testing.T) {
+	d := daemonWithBusybox(t, "--storage-driver", "vfs")
+	reg := testutil.StartRegistry(t, binDir)
+	name := reg.Addr + "/bb:vfs"
+	mustCfgBerth(t, d, "tag", "busybox", name)
+	mustCfgBerth(t, d, "push", name)
+	mustCfgBerth(t, d, "rmi", "busybox", name)
+	req, _ := http.NewRequest(http.MethodPost, "http://berth/v1.47/images/create?fromImage="+url.QueryEscape(reg.Addr+"/bb")+"&tag=vfs", nil)
+	resp, err := d.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Downloaded newer image") {
+		t.Fatalf("pull: %d\n%s", resp.StatusCode, body)
+	}
+	seen := map[string]string{} // layer ID → last status
+	extracted := 0
+	for _, l := range lines(string(body)) {
+		var m struct {
+			ID, Status     string
+			ProgressDetail struct{ Current int64 }
+		}
+		if json.Unmarshal([]byte(l), &m) != nil || len(m.ID) != 12 {
+			continue
+		}
+		if m.Status == "Extracting" {
+			if prev := seen[m.ID]; prev != "Download complete" && prev != "Extracting" {
+				t.Errorf("layer %s: Extracting after %q", m.ID, prev)
+			}
+			if m.ProgressDetail.Current == 0 {
+				t.Errorf("layer %s: an extraction at 0 bytes: %s", m.ID, l)
+			}
+			extracted++
+		}
+		seen[m.ID] = m.Status
+	}
+	if extracted == 0 {
+		t.Errorf("no extraction progress:\n%s", body)
+	}
+	if got := mustCfgBerth(t, d, "run", "--rm", name, "echo", "vfs"); got != "vfs\n" {
+		t.Errorf("run: %q", got)
 	}
 }

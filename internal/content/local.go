@@ -13,6 +13,7 @@ import (
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // NewStore opens (creating if needed) the blob store under root:
@@ -158,7 +159,20 @@ type localWriter struct {
 	h      hash.Hash
 	size   int64
 	closed bool
+	// flushed is how much of the file has been handed to writeback.
+	flushed int64
 }
+
+// writebackChunk is how much an ingest writes before it asks the kernel to
+// start writing it out. The commit's fsync then waits only for the tail
+// instead of the whole blob: a 35 MB layer otherwise spent 30-200 ms in
+// fsync here, on the pull's critical path, where the disk sat idle while
+// the blob streamed in.
+const writebackChunk = 8 << 20
+
+// writebackAlign rounds the ranges handed to writeback down to whole pages
+// (of any size a kernel uses).
+const writebackAlign = 64 << 10
 
 func (w *localWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -171,6 +185,15 @@ func (w *localWriter) Write(p []byte) (int, error) {
 	w.size += int64(n)
 	if err != nil {
 		return n, fmt.Errorf("write ingest: %w", err)
+	}
+	if w.size-w.flushed >= writebackChunk {
+		// Asynchronous: starts writeback, waits for nothing (durability
+		// still comes from the fsync at commit). Best effort. Only whole
+		// pages: the next write appends to the last one, and a page under
+		// writeback may make it wait (devices that need stable pages).
+		end := w.size &^ (writebackAlign - 1)
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, end-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed = end
 	}
 	return n, nil
 }

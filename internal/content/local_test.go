@@ -240,3 +240,44 @@ func TestOpenIngestFollowsTheWriter(t *testing.T) {
 		t.Errorf("ingests left: %v", left)
 	}
 }
+
+// A blob larger than the writeback chunk, written in pieces of odd sizes
+// (so the early writeback ranges start and end mid-write) and read through
+// the ingest while it is written, commits whole and reads back unchanged.
+func TestLocalStoreLargeBlobWithEarlyWriteback(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	data := make([]byte, 21<<20+12345)
+	for i := range data {
+		data[i] = byte(i*7 + i>>13)
+	}
+	w, err := s.Writer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f, err := w.(content.IngestReader).OpenIngest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off, n := 0, 1; off < len(data); n = (n*3 + 1) % (3 << 20) {
+		end := min(off+n+1, len(data))
+		if _, err := w.Write(data[off:end]); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, end-off)
+		if _, err := f.ReadAt(got, int64(off)); err != nil || string(got) != string(data[off:end]) {
+			t.Fatalf("ingest at %d: %v", off, err)
+		}
+		off = end
+	}
+	want := digest.FromBytes(data)
+	if d, err := w.Commit(ctx, want, int64(len(data))); err != nil || d != want {
+		t.Fatalf("commit: %s, %v", d, err)
+	}
+	got, err := content.ReadBlob(ctx, s, want, int64(len(data)))
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("read back: %d bytes, %v", len(got), err)
+	}
+}

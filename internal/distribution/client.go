@@ -47,6 +47,13 @@ type LayerStager interface {
 	StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, compressed io.Reader) (StagedLayer, error)
 }
 
+// StagingChecker is an optional capability of a LayerStager that can say
+// up front whether it stages layers at all (overlay2 does, vfs does not):
+// one that cannot is handed no download to follow.
+type StagingChecker interface {
+	CanStageLayers() bool
+}
+
 // StagedLayer is a layer extracted ahead of its parent.
 type StagedLayer interface {
 	// Commit makes the staged layer the snapshot chainID on parent.

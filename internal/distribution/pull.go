@@ -350,7 +350,7 @@ func (p *puller) fetchSmall(ctx context.Context, ref reference.Named, desc ocisp
 	if _, err := p.c.Content.Info(ctx, desc.Digest); err == nil {
 		return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
 	}
-	if _, err := p.download(ctx, ref, desc, "", false, nil); err != nil {
+	if _, err := p.download(ctx, ref, desc, "", false, nil, nil); err != nil {
 		return nil, err
 	}
 	return content.ReadBlob(ctx, p.c.Content, desc.Digest, image.MaxConfigSize)
@@ -362,7 +362,11 @@ func (p *puller) fetchSmall(ctx context.Context, ref reference.Named, desc ocisp
 // (see follower): the returned run delivers the extraction, which belongs
 // to a verified, committed blob; on error there is no run and nothing of
 // the extraction is left.
-func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, id string, foreign bool, stage stageFunc) (run *stageRun, retErr error) {
+//
+// received, when set, is called once the whole blob has arrived and
+// matched its digest, before the commit's fsync: the caller's download
+// slot is free from then on.
+func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec.Descriptor, id string, foreign bool, stage stageFunc, received func()) (run *stageRun, retErr error) {
 	rc, err := p.openBlob(ctx, ref, desc, foreign)
 	if err != nil {
 		return nil, err
@@ -415,6 +419,9 @@ func (p *puller) download(ctx context.Context, ref reference.Named, desc ocispec
 		// commit syncs. Its result is used only if the commit succeeds.
 		run.fl.end(nil)
 	}
+	if received != nil {
+		received()
+	}
 	if _, err := w.Commit(ctx, desc.Digest, desc.Size); err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("filesystem layer verification failed for digest %s", desc.Digest))
 	}
@@ -437,13 +444,13 @@ const downloadRetries = 5
 // downloadWithRetries downloads a layer (see download), restarting it with
 // backoff when the transfer breaks; wrong content (a digest mismatch) and
 // registry refusals are not retried.
-func (p *puller) downloadWithRetries(ctx context.Context, ref reference.Named, l ocispec.Descriptor, id string, stage stageFunc) (*stageRun, error) {
+func (p *puller) downloadWithRetries(ctx context.Context, ref reference.Named, l ocispec.Descriptor, id string, stage stageFunc, received func()) (*stageRun, error) {
 	delay := time.Second
 	if p.c.Backoff != nil {
 		delay = p.c.Backoff.Duration
 	}
 	for attempt := 1; ; attempt++ {
-		run, err := p.download(ctx, ref, l, id, isForeign(l.MediaType), stage)
+		run, err := p.download(ctx, ref, l, id, isForeign(l.MediaType), stage, received)
 		if err == nil || !errdefs.IsUnavailable(err) || attempt > downloadRetries || ctx.Err() != nil {
 			return run, err
 		}
@@ -590,6 +597,10 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 	}
 
 	stager, _ := p.c.Unpacker.(LayerStager)
+	if sc, ok := stager.(StagingChecker); ok && !sc.CanStageLayers() {
+		// Told up front (vfs): no extraction starts only to decline.
+		stager = nil
+	}
 	// staged[i] receives layer i's staged extraction (or nothing to
 	// commit: already unpacked, or the stager declined).
 	staged := make([]chan stageResult, n)
@@ -676,10 +687,13 @@ func (p *puller) fetchLayers(ctx context.Context, ref reference.Named, layers []
 					return stager.StageLayer(gctx, diffIDs[i], l, r)
 				}
 			}
-			run, err := p.downloadWithRetries(gctx, ref, l, id, stage)
-			// The slot is for downloads: an extraction still running
-			// does not hold up the next layer's download.
-			<-sem
+			// The slot is for downloads: neither the commit's fsync
+			// nor an extraction still running holds up the next
+			// layer's download.
+			var releaseOnce sync.Once
+			release := func() { releaseOnce.Do(func() { <-sem }) }
+			run, err := p.downloadWithRetries(gctx, ref, l, id, stage, release)
+			release()
 			if err != nil {
 				return err
 			}

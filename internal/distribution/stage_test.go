@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-engine/berth/internal/content"
 	"github.com/berth-engine/berth/internal/image"
 	"github.com/google/go-containerregistry/pkg/compression"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -319,5 +320,129 @@ func TestPullRetryDiscardsTheCutExtraction(t *testing.T) {
 	b := blobs[0]
 	if fs.attempts[b] != 2 || len(fs.readErrs[b]) != 1 || fs.readOK[b] != 1 || len(fs.commits) != 1 || fs.discarded[b] != 0 {
 		t.Errorf("extractions %d (failed %d, whole %d), commits %v, discarded %d", fs.attempts[b], len(fs.readErrs[b]), fs.readOK[b], fs.commits, fs.discarded[b])
+	}
+}
+
+// decliningStager can stage nothing (as on vfs) and says so up front.
+type decliningStager struct{ *fakeStager }
+
+func (decliningStager) CanStageLayers() bool { return false }
+
+// A stager that cannot stage is handed no download to follow: every
+// layer is unpacked the ordinary way, and no extraction starts only to
+// decline (which showed as a stray "Extracting" line on vfs).
+func TestPullDoesNotStageOnAStagerThatDeclines(t *testing.T) {
+	e := newEnv(t, nil)
+	img := testImage(t, hostV1Platform(), false, tarLayer(t, "a", "alpha", compression.GZip), tarLayer(t, "b", "beta", compression.GZip))
+	write(t, e, "app:v1", img)
+	blobs, _ := layerDescs(t, img)
+	fs := newFakeStager()
+	e.c.Unpacker = decliningStager{fs}
+	var buf bytes.Buffer
+	if _, err := e.c.Pull(context.Background(), e.ref(t, "app:v1"), PullOptions{Progress: NewProgress(&buf)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blobs {
+		if fs.attempts[b] != 0 {
+			t.Errorf("layer %s: %d extractions started", b, fs.attempts[b])
+		}
+	}
+	if fs.unpacks != len(blobs) {
+		t.Errorf("%d of %d layers unpacked", fs.unpacks, len(blobs))
+	}
+	for _, m := range progressLines(&buf) {
+		if m["status"] == "Extracting" {
+			t.Errorf("progress line %v", m)
+		}
+	}
+}
+
+// commitGate is a content store whose first commit of one of two layer
+// blobs waits until the registry has been asked for the other one.
+type commitGate struct {
+	content.Store
+	asked   map[digest.Digest]chan struct{} // blob → closed once it is requested
+	other   map[digest.Digest]digest.Digest
+	first   sync.Once
+	overlap atomic.Bool // the other download started during the commit
+}
+
+func (g *commitGate) Writer(ctx context.Context) (content.Writer, error) {
+	w, err := g.Store.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedWriter{Writer: w, g: g}, nil
+}
+
+type gatedWriter struct {
+	content.Writer
+	g *commitGate
+}
+
+func (w *gatedWriter) Commit(ctx context.Context, expected digest.Digest, size int64) (digest.Digest, error) {
+	if o, ok := w.g.other[expected]; ok {
+		w.g.first.Do(func() {
+			select {
+			case <-w.g.asked[o]:
+				w.g.overlap.Store(true)
+			case <-time.After(time.Minute):
+				// Only when the download slot is held through the
+				// commit: the test then fails on overlap.
+			}
+		})
+	}
+	return w.Writer.Commit(ctx, expected, size)
+}
+
+// notifyGet closes asked[blob] when a blob is requested.
+type notifyGet struct {
+	h     http.Handler
+	mu    sync.Mutex
+	asked map[string]chan struct{}
+}
+
+func (n *notifyGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if i := strings.LastIndex(r.URL.Path, "/blobs/"); r.Method == http.MethodGet && i >= 0 {
+		n.mu.Lock()
+		if ch, ok := n.asked[r.URL.Path[i+len("/blobs/"):]]; ok {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+		n.mu.Unlock()
+	}
+	n.h.ServeHTTP(w, r)
+}
+
+// A layer's download slot is free once its bytes have arrived and matched:
+// the commit's fsync does not hold up the next layer's download.
+func TestPullReleasesTheDownloadSlotBeforeTheCommit(t *testing.T) {
+	ng := &notifyGet{h: ggcrregistry.New(ggcrregistry.Logger(nopLogger())), asked: map[string]chan struct{}{}}
+	e := newEnv(t, ng)
+	img := testImage(t, hostV1Platform(), false, tarLayer(t, "a", "alpha", compression.GZip), tarLayer(t, "b", "beta", compression.GZip))
+	write(t, e, "app:v1", img)
+	blobs, _ := layerDescs(t, img)
+	gate := &commitGate{Store: e.cs, asked: map[digest.Digest]chan struct{}{}, other: map[digest.Digest]digest.Digest{blobs[0]: blobs[1], blobs[1]: blobs[0]}}
+	ng.mu.Lock()
+	for _, b := range blobs {
+		ch := make(chan struct{})
+		ng.asked[b.String()], gate.asked[b] = ch, ch
+	}
+	ng.mu.Unlock()
+	e.c.Content = gate
+	e.c.Jobs = 1
+	fs := newFakeStager()
+	e.c.Unpacker = fs
+	if _, err := e.c.Pull(context.Background(), e.ref(t, "app:v1"), PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !gate.overlap.Load() {
+		t.Errorf("with one download slot, the second layer's download did not start during the first one's commit")
+	}
+	if len(fs.commits) != 2 {
+		t.Errorf("commits: %v", fs.commits)
 	}
 }

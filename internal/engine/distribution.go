@@ -205,6 +205,11 @@ func (a unpackerAdapter) stagingRoot() string {
 	return filepath.Join(a.dataRoot, "tmp", "unpack")
 }
 
+// CanStageLayers implements distribution.StagingChecker.
+func (a unpackerAdapter) CanStageLayers() bool {
+	return snapshot.CanStage(a.u.st.Snapshots) && a.dataRoot != ""
+}
+
 // StageLayer implements distribution.LayerStager on overlay2.
 func (a unpackerAdapter) StageLayer(ctx context.Context, diffID digest.Digest, desc ocispec.Descriptor, compressed io.Reader) (distribution.StagedLayer, error) {
 	if !snapshot.CanStage(a.u.st.Snapshots) || a.dataRoot == "" {

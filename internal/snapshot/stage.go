@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -50,7 +52,9 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 	if err := os.MkdirAll(stagingRoot, 0o700); err != nil {
 		return nil, err
 	}
-	markTopDir(stagingRoot)
+	if _, done := topDirMarked.LoadOrStore(stagingRoot, true); !done {
+		markTopDir(stagingRoot)
+	}
 	dir, err := os.MkdirTemp(stagingRoot, "stage-")
 	if err != nil {
 		return nil, err
@@ -61,6 +65,8 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		return nil, err
 	}
 	st := &Staged{dir: dir, diffID: diffID}
+	wb := newWriteback(dir)
+	layer = &writebackReader{r: layer, wb: wb, next: writebackEvery}
 	got, err := applyVerified(ctx, []Mount{{Type: "overlay", Options: []string{"upperdir=" + dir}}}, diffID.Algorithm(), layer)
 	if err == nil && got != diffID {
 		err = errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unpack layer %s: content has digest %s", diffID, got))
@@ -69,8 +75,131 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		st.Remove()
 		return nil, err
 	}
+	wb.finish()
 	return st, nil
 }
+
+// Writeback of a staged layer's data starts while it is extracted, so
+// that the syncfs which makes its snapshot durable (at commit) finds the
+// data written or in flight instead of writing it all on the pull's
+// critical path; the last layer of a pull otherwise ended with all of its
+// files still to write. Best effort, and no durability promise: that
+// syncfs stays the barrier.
+//
+// Every writebackEvery bytes of the layer, and once more when the
+// extraction has ended, a pass over the staged tree hands the new part of
+// each regular file of at least writebackMinSize bytes to writeback
+// (sync_file_range(SYNC_FILE_RANGE_WRITE)). That call waits for no I/O, but
+// it allocates the blocks ext4 delayed and submits the writes, which takes
+// tens of milliseconds for a file the unpacker is still writing: so passes
+// run on a goroutine of their own, one at a time, and never hold up the
+// extraction. A pass during the extraction gives up on a tree of more than
+// writebackMaxWalk entries (walking it again and again would cost more than
+// it saves); the final pass walks it all. Small files are left to the
+// syncfs.
+const (
+	writebackEvery   = 8 << 20
+	writebackMaxWalk = 256
+	writebackMinSize = 64 << 10
+)
+
+type writeback struct {
+	dir  string
+	busy atomic.Bool // a pass during the extraction is running
+
+	mu      sync.Mutex       // one pass at a time
+	flushed map[uint64]int64 // inode → bytes handed to writeback
+	many    bool             // too many entries for passes during extraction
+}
+
+func newWriteback(dir string) *writeback {
+	return &writeback{dir: dir, flushed: map[uint64]int64{}}
+}
+
+// writebackReader starts a writeback pass every writebackEvery bytes read.
+type writebackReader struct {
+	r    io.Reader
+	wb   *writeback
+	n    int64
+	next int64
+}
+
+func (w *writebackReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	w.n += int64(n)
+	if w.n >= w.next {
+		w.next = w.n + writebackEvery
+		if w.wb.busy.CompareAndSwap(false, true) {
+			go func() {
+				defer w.wb.busy.Store(false)
+				w.wb.pass(false)
+			}()
+		}
+	}
+	return n, err
+}
+
+// finish starts the final pass once the extraction has ended.
+func (wb *writeback) finish() { go wb.pass(true) }
+
+// pass walks the staged tree. It may run while the unpacker writes, or
+// while the tree is moved into its snapshot or removed: an entry's type
+// may change between the directory read and the open (a later tar entry
+// replaces an earlier one), and opening a device node or fifo could block
+// or have side effects. So a file is pinned with O_PATH, checked to be a
+// regular file, and only then reopened for reading through /proc/self/fd.
+func (wb *writeback) pass(final bool) {
+	wb.mu.Lock()
+	defer wb.mu.Unlock()
+	if wb.many && !final {
+		return
+	}
+	entries := 0
+	_ = filepath.WalkDir(wb.dir, func(path string, d os.DirEntry, err error) error {
+		if entries++; entries > writebackMaxWalk && !final {
+			wb.many = true
+			return filepath.SkipAll
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return nil //nolint:nilerr // best effort
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() < writebackMinSize {
+			return nil //nolint:nilerr
+		}
+		pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil //nolint:nilerr
+		}
+		defer unix.Close(pfd)
+		var st unix.Stat_t
+		if unix.Fstat(pfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == wb.flushed[st.Ino] {
+			return nil
+		}
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil //nolint:nilerr
+		}
+		off, end := wb.flushed[st.Ino], st.Size
+		if off > end {
+			off = 0 // truncated and written again
+		}
+		if !final {
+			// Whole pages only: the unpacker may be appending to the
+			// last one (see writebackAlign in the content store).
+			end &^= 64<<10 - 1
+		}
+		if end > off {
+			_ = unix.SyncFileRange(fd, off, end-off, unix.SYNC_FILE_RANGE_WRITE)
+			wb.flushed[st.Ino] = end
+		}
+		unix.Close(fd)
+		return nil
+	})
+}
+
+// topDirMarked holds the staging roots markTopDir has seen (once per root
+// and process: the flag stays on the directory).
+var topDirMarked sync.Map
 
 // fsTopDirFlag is FS_TOPDIR_FL (chattr +T): ext2/3/4 spread directories
 // made in such a directory over block groups, as they do at the root.

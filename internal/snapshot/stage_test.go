@@ -1,6 +1,7 @@
 package snapshot_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -78,5 +79,76 @@ func TestStageLayersOutOfOrder(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(staging); len(entries) != 0 {
 		t.Errorf("a failed stage left %d entries", len(entries))
+	}
+}
+
+// A layer big enough for writeback passes during its extraction, in which
+// later entries replace a regular file by a fifo and add a fifo and a
+// device node, stages and commits whole: the passes open nothing but
+// regular files (a fifo opened for reading would block).
+func TestStageLayerWithWritebackPasses(t *testing.T) {
+	testutil.RequiresRoot(t)
+	root := t.TempDir()
+	sn, err := overlay.New(filepath.Join(root, "overlay2"))
+	if err != nil {
+		t.Skip("overlay2 unavailable:", err)
+	}
+	defer sn.Close()
+	big := func(seed byte) []byte {
+		b := make([]byte, 9<<20+77)
+		for i := range b {
+			b[i] = byte(i>>9) ^ seed
+		}
+		return b
+	}
+	a, b := big(1), big(2)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, body []byte) {
+		h.Size = int64(len(body))
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(&tar.Header{Name: "a", Typeflag: tar.TypeReg}, a)
+	add(&tar.Header{Name: "a", Typeflag: tar.TypeFifo}, nil)
+	add(&tar.Header{Name: "p", Typeflag: tar.TypeFifo}, nil)
+	add(&tar.Header{Name: "null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, nil)
+	add(&tar.Header{Name: "b", Typeflag: tar.TypeReg}, b)
+	add(&tar.Header{Name: "c", Typeflag: tar.TypeReg}, a)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	diffID := digest.FromBytes(buf.Bytes())
+	staged, err := snapshot.StageLayer(t.Context(), sn, filepath.Join(root, "staging"), diffID, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snapshot.CommitStaged(t.Context(), sn, "", diffID, staged); err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := sn.View(t.Context(), "view", diffID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := st.MountT(t, mounts)
+	defer st.UnmountT(t, dir)
+	if got := st.ReadFile(t, filepath.Join(dir, "b")); got != string(b) {
+		t.Errorf("b: %d bytes differ", len(got))
+	}
+	if got := st.ReadFile(t, filepath.Join(dir, "c")); got != string(a) {
+		t.Errorf("c: %d bytes differ", len(got))
+	}
+	for name, typ := range map[string]os.FileMode{"a": os.ModeNamedPipe, "p": os.ModeNamedPipe, "null": os.ModeDevice | os.ModeCharDevice} {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Type() != typ {
+			t.Errorf("%s: %v, %v", name, fi, err)
+		}
 	}
 }
