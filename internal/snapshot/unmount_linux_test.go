@@ -71,8 +71,8 @@ func mountsUnder(t *testing.T, dir string) []string {
 
 type testMount struct {
 	src, rel, fstype string // src "" for a tmpfs; rel "" for dir itself
-	flags                uintptr
-	mkdir, mkfile        string // made (relative to dir) before mounting
+	flags            uintptr
+	mkdir, mkfile    string // made (relative to dir) before mounting
 }
 
 func makeMounts(t *testing.T, dir string, ms []testMount) bool {
