@@ -3,8 +3,9 @@
 # with (`go build -modfile=$(scripts/runtime-overlay.sh DIR) -tags
 # seccomp,berthseccompcache ./cmd/berth-runtime`): a copy of runc's module
 # in DIR/runc where libcontainer/seccomp loads seccomp programs compiled
-# ahead of time (cmd/berth-runtime/_overlay), and DIR/runtime.mod, the
-# repo's go.mod with runc replaced by that copy. The repo's own go.mod is
+# ahead of time (cmd/berth-runtime/_overlay), a copy of
+# opencontainers/cgroups in DIR/cgroups, and DIR/runtime.mod, the repo's
+# go.mod with runc and cgroups replaced by those copies. The repo's own go.mod is
 # untouched: everything else builds against stock runc.
 set -eu
 dir=$1
@@ -27,7 +28,21 @@ cfg=$dir/runc/libcontainer/configs/config.go
 sed -i '/^\tListenerMetadata string .*json:"listener_metadata,omitempty"`$/a\
 \tBerthProgram []byte `json:"berth_program,omitempty"` // compiled by berth-runtime' "$cfg"
 grep -q 'BerthProgram' "$cfg" || { echo "runtime-overlay: could not patch $cfg" >&2; exit 1; }
+# opencontainers/cgroups finds the cgroup v1 hierarchies below
+# /sys/fs/cgroup with listmount/statmount instead of reading the whole
+# mountinfo, which grows with every running container
+# (cmd/berth-runtime/_overlay/cgroup_mounts_linux.go).
+cg=$(cd "$root" && go list -m -f '{{.Dir}}' github.com/opencontainers/cgroups)
+rm -rf "$dir/cgroups"
+cp -R "$cg" "$dir/cgroups"
+chmod -R u+w "$dir/cgroups"
+cp "$ov/cgroup_mounts_linux.go" "$dir/cgroups/berth_mounts_linux.go"
+cp "$ov/cgroup_mounts_linux_test.go" "$dir/cgroups/berth_mounts_linux_test.go"
+v1=$dir/cgroups/v1_utils.go
+sed -i 's/cgroupMountinfo, readMountinfoErr = mountinfo.GetMounts(/cgroupMountinfo, readMountinfoErr = berthGetMounts(/' "$v1"
+grep -q 'berthGetMounts(' "$v1" || { echo "runtime-overlay: could not patch $v1" >&2; exit 1; }
 cp "$root/go.mod" "$dir/runtime.mod"
 cp "$root/go.sum" "$dir/runtime.sum"
 printf '\nreplace github.com/opencontainers/runc => %s\n' "$dir/runc" >> "$dir/runtime.mod"
+printf '\nreplace github.com/opencontainers/cgroups => %s\n' "$dir/cgroups" >> "$dir/runtime.mod"
 echo "$dir/runtime.mod"
