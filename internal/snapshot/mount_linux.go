@@ -68,7 +68,8 @@ func UnmountAll(target string) error {
 var useMountlist = true
 
 // errNeedMountinfo sends unmountTree's caller to the mountinfo fallback:
-// a path that statx cannot look at (a dead mount).
+// a path that statx cannot look at (a dead mount), a directory it cannot
+// read, a listmount the kernel refuses.
 var errNeedMountinfo = errors.New("mount lookup needs mountinfo")
 
 // unmountTree is UnmountAll through mountlist. While path is a mount
@@ -92,7 +93,7 @@ func unmountTree(path string) error {
 		}
 		below, err := mountlist.Descendants(id)
 		if err != nil {
-			return fmt.Errorf("unmount %s: %w", path, err)
+			return fmt.Errorf("%w: unmount %s: %w", errNeedMountinfo, path, err)
 		}
 		sort.SliceStable(below, func(i, j int) bool {
 			return len(below[i].Mountpoint) > len(below[j].Mountpoint)
@@ -102,8 +103,9 @@ func unmountTree(path string) error {
 				return err
 			}
 		}
-		if err := unmountOnce(path); err != nil {
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		if err := unmountOnce(path); err != nil && !errors.Is(err, unix.EINVAL) {
+			// EINVAL: unmounted meanwhile; look again.
+			if errors.Is(err, unix.ENOENT) {
 				return nil
 			}
 			return fmt.Errorf("unmount %s: %w", path, err)
@@ -123,7 +125,7 @@ func unmountBelow(dir string, dirMount uint64, files bool) error {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 			return nil
 		}
-		return fmt.Errorf("unmount below %s: %w", dir, err)
+		return fmt.Errorf("%w: unmount below %s: %w", errNeedMountinfo, dir, err)
 	}
 	entries, err := f.ReadDir(-1)
 	f.Close()
@@ -131,7 +133,7 @@ func unmountBelow(dir string, dirMount uint64, files bool) error {
 		return nil // a file, unmounted
 	}
 	if err != nil {
-		return fmt.Errorf("unmount below %s: %w", dir, err)
+		return fmt.Errorf("%w: unmount below %s: %w", errNeedMountinfo, dir, err)
 	}
 	for _, e := range entries {
 		if !files && !e.IsDir() {
