@@ -57,6 +57,11 @@ type networkResult struct {
 	// drift of the machine's load over the busy runs falls on both.
 	IdleMs     []float64 `json:"run_rm_bridge_idle_ms"`
 	IdleNoneMs []float64 `json:"run_rm_none_idle_ms"`
+	// HostMounts counts the host's mounts when the idle and the busy runs
+	// start: another engine's or user's containers on a shared machine
+	// show here, and every one of them costs every start a little.
+	IdleHostMounts int `json:"idle_host_mounts,omitempty"`
+	BusyHostMounts int `json:"busy_host_mounts,omitempty"`
 	C2CGbps    []float64 `json:"container_to_container_gbit_s"`
 	HostPubGbp []float64 `json:"host_to_published_gbit_s"`
 	LoopGbps   []float64 `json:"loopback_gbit_s,omitempty"`
@@ -204,6 +209,7 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		for i := 0; i < warmup && ctx.Err() == nil; i++ {
 			_, _ = rmRun(e)
 		}
+		r.IdleHostMounts = hostMounts()
 		turns(e, (runs+1)/2, &r.IdleMs, &r.IdleNoneMs)
 		var ids []string
 		var mu sync.Mutex
@@ -231,6 +237,7 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		for i := 0; i < warmup && ctx.Err() == nil; i++ {
 			_, _ = rmRun(e)
 		}
+		r.BusyHostMounts = hostMounts()
 		turns(e, runs, &r.BusyMs, &r.BusyNoneMs)
 		if len(ids) > 0 {
 			_ = cli(ctx, e, append([]string{"rm", "-f"}, ids...)...)
@@ -241,6 +248,15 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		turns(e, runs/2, &r.IdleMs, &r.IdleNoneMs)
 	}
 	return res
+}
+
+// hostMounts is the number of mounts in the runner's mount namespace.
+func hostMounts() int {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
 }
 
 func measureLoopback(ctx context.Context, tool string, r *networkResult, secs float64) {
@@ -298,7 +314,7 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 		// of with none running, against the same engine's idle runs
 		// taken around the busy ones.
 		fmt.Fprintf(w, "\n(n) start latency with %d running vs none running (median ms; idle = just before they start and after they are removed)\n", res[engines[0]].busyN())
-		fmt.Fprintf(w, "%-8s %8s %8s %10s %10s %10s %10s\n", "engine", "idle-br", "busy-br", "busy/idle", "idle-none", "busy-none", "busy/idle")
+		fmt.Fprintf(w, "%-8s %8s %8s %10s %10s %10s %10s %14s\n", "engine", "idle-br", "busy-br", "busy/idle", "idle-none", "busy-none", "busy/idle", "host mounts")
 		for _, n := range engines {
 			r := res[n]
 			if r == nil || len(r.IdleMs) == 0 || len(r.BusyMs) == 0 {
@@ -306,7 +322,7 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 			}
 			ib, bb := summarize(r.IdleMs).Median, summarize(r.BusyMs).Median
 			in, bn := summarize(r.IdleNoneMs).Median, summarize(r.BusyNoneMs).Median
-			fmt.Fprintf(w, "%-8s %8.1f %8.1f %9.2f× %10.1f %10.1f %9.2f×\n", n, ib, bb, bb/max(ib, 1e-9), in, bn, bn/max(in, 1e-9))
+			fmt.Fprintf(w, "%-8s %8.1f %8.1f %9.2f× %10.1f %10.1f %9.2f× %14s\n", n, ib, bb, bb/max(ib, 1e-9), in, bn, bn/max(in, 1e-9), fmt.Sprintf("%d → %d", r.IdleHostMounts, r.BusyHostMounts))
 		}
 		fmt.Fprintln(w, "target: busy-br/idle-br ≤ 1.10 (the issue: \"start latency with 200 running within 10% of with none\")")
 	}
