@@ -60,12 +60,12 @@ type networkResult struct {
 	// HostMounts counts the host's mounts when the idle and the busy runs
 	// start: another engine's or user's containers on a shared machine
 	// show here, and every one of them costs every start a little.
-	IdleHostMounts int `json:"idle_host_mounts,omitempty"`
-	BusyHostMounts int `json:"busy_host_mounts,omitempty"`
-	C2CGbps    []float64 `json:"container_to_container_gbit_s"`
-	HostPubGbp []float64 `json:"host_to_published_gbit_s"`
-	LoopGbps   []float64 `json:"loopback_gbit_s,omitempty"`
-	Errors     []string  `json:"errors,omitempty"`
+	IdleHostMounts int       `json:"idle_host_mounts,omitempty"`
+	BusyHostMounts int       `json:"busy_host_mounts,omitempty"`
+	C2CGbps        []float64 `json:"container_to_container_gbit_s"`
+	HostPubGbp     []float64 `json:"host_to_published_gbit_s"`
+	LoopGbps       []float64 `json:"loopback_gbit_s,omitempty"`
+	Errors         []string  `json:"errors,omitempty"`
 }
 
 // buildTCPBench compiles the static throughput probe into dir.
