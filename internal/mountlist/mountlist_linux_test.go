@@ -216,9 +216,10 @@ func TestLookupAndDescendants(t *testing.T) {
 		}
 		// A directory that is no mount point: on its parent's mount.
 		a, _, _ := Lookup(filepath.Join(dir, "a"))
+		// a/b is a mount point of its own, on top of a.
 		id, isRoot, err := Lookup(filepath.Join(dir, "a", "b", "."))
-		if err != nil || !isRoot {
-			t.Errorf("Lookup(a/b/.) = %v, %v", isRoot, err)
+		if err != nil || !isRoot || id == a {
+			t.Errorf("Lookup(a/b/.) = %d, %v, %v; want a mount root other than a's %d", id, isRoot, err, a)
 		}
 		if err := os.Mkdir(filepath.Join(dir, "a", "plain"), 0o755); err != nil {
 			t.Error(err)
