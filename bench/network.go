@@ -52,9 +52,9 @@ type networkResult struct {
 	BusyMs     []float64 `json:"run_rm_bridge_busy_ms"`
 	BusyNoneMs []float64 `json:"run_rm_none_busy_ms"`
 	// IdleMs and IdleNoneMs are the busy figures' reference: the same
-	// runs with no container running, half just before the busy
-	// containers start and half just after they are removed, so that a
-	// drift of the machine's load over the busy runs falls on both.
+	// runs with no container running, in spells before, between and
+	// after the busy ones (-net-busy-blocks), so that a drift of the
+	// machine's load over the busy runs falls on both.
 	IdleMs     []float64 `json:"run_rm_bridge_idle_ms"`
 	IdleNoneMs []float64 `json:"run_rm_none_idle_ms"`
 	// HostMounts counts the host's mounts when the idle and the busy runs
@@ -88,7 +88,7 @@ func gbps(out string) (float64, error) {
 // `busy` containers running on the bridge, and TCP throughput
 // container→container on the bridge and host→published port on
 // 127.0.0.1, against host loopback.
-func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, busy, tputRuns int, secs float64) map[string]*networkResult {
+func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, busy, blocks, tputRuns int, secs float64) map[string]*networkResult {
 	res := map[string]*networkResult{}
 	for _, e := range es {
 		res[e.Name()] = &networkResult{Busy: busy}
@@ -201,16 +201,11 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 			*none = append(*none, dn)
 		}
 	}
-	for _, e := range es {
-		if ctx.Err() != nil || busy <= 0 {
-			break
-		}
+	// The busy containers run in `blocks` spells with idle spells
+	// before, between and after them (idle, busy, idle, busy, idle), so
+	// that a machine whose load drifts over minutes weighs on both alike.
+	startBusy := func(e engine) []string {
 		r := res[e.Name()]
-		for i := 0; i < warmup && ctx.Err() == nil; i++ {
-			_, _ = rmRun(e)
-		}
-		r.IdleHostMounts = hostMounts()
-		turns(e, (runs+1)/2, &r.IdleMs, &r.IdleNoneMs)
 		var ids []string
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -234,18 +229,35 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		}
 		wg.Wait()
 		slog.Info("network job: containers running", "engine", e.Name(), "n", len(ids))
-		for i := 0; i < warmup && ctx.Err() == nil; i++ {
-			_, _ = rmRun(e)
+		return ids
+	}
+	blocks = max(blocks, 1)
+	idleEach, busyEach := max(runs/(blocks+1), 1), max(runs/blocks, 1)
+	for _, e := range es {
+		if ctx.Err() != nil || busy <= 0 {
+			break
 		}
-		r.BusyHostMounts = hostMounts()
-		turns(e, runs, &r.BusyMs, &r.BusyNoneMs)
-		if len(ids) > 0 {
-			_ = cli(ctx, e, append([]string{"rm", "-f"}, ids...)...)
+		r := res[e.Name()]
+		for b := 0; b <= blocks && ctx.Err() == nil; b++ {
+			for i := 0; i < warmup && ctx.Err() == nil; i++ {
+				_, _ = rmRun(e)
+			}
+			r.IdleHostMounts = max(r.IdleHostMounts, hostMounts())
+			turns(e, idleEach, &r.IdleMs, &r.IdleNoneMs)
+			if b == blocks {
+				break
+			}
+			ids := startBusy(e)
+			for i := 0; i < warmup && ctx.Err() == nil; i++ {
+				_, _ = rmRun(e)
+			}
+			r.BusyHostMounts = max(r.BusyHostMounts, hostMounts())
+			turns(e, busyEach, &r.BusyMs, &r.BusyNoneMs)
+			if len(ids) > 0 {
+				// Also after an interrupt: they must not outlive the run.
+				_ = cli(context.WithoutCancel(ctx), e, append([]string{"rm", "-f"}, ids...)...)
+			}
 		}
-		for i := 0; i < warmup && ctx.Err() == nil; i++ {
-			_, _ = rmRun(e)
-		}
-		turns(e, runs/2, &r.IdleMs, &r.IdleNoneMs)
 	}
 	return res
 }
@@ -313,7 +325,7 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 		// The issue's target: start latency with 200 running within 10%
 		// of with none running, against the same engine's idle runs
 		// taken around the busy ones.
-		fmt.Fprintf(w, "\n(n) start latency with %d running vs none running (median ms; idle = just before they start and after they are removed)\n", res[engines[0]].busyN())
+		fmt.Fprintf(w, "\n(n) start latency with %d running vs none running (median ms; idle and busy spells alternate: idle, busy, idle, …)\n", res[engines[0]].busyN())
 		fmt.Fprintf(w, "%-8s %8s %8s %10s %10s %10s %10s %14s\n", "engine", "idle-br", "busy-br", "busy/idle", "idle-none", "busy-none", "busy/idle", "host mounts")
 		for _, n := range engines {
 			r := res[n]
