@@ -227,8 +227,8 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 		return 0, err
 	}
 	if !slices.ContainsFunc(lc.Addrs, func(a netip.Prefix) bool { return a.Addr().Is6() }) {
-		// No IPv6 on this endpoint: no link-local address either, as in
-		// docker's containers. Otherwise the interface's duplicate address
+		// No IPv6 on this endpoint: no link-local address either, as with
+		// docker 26.0.2+. Otherwise the interface's duplicate address
 		// detection and multicast listener reports, flooded by the bridge
 		// to every other container on it, cost ~10 ms of kernel time per
 		// start with 200 containers on the bridge.
