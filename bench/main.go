@@ -37,6 +37,7 @@ func run() int {
 		jobsFlag    = flag.String("jobs", "a,b,c,r", "jobs to run: a (latency), b (throughput), c (idle memory), r (registry pull/push), d (exec latency), e (health-check load), f (stats --no-stream), g (docker build cold and cached), v (volume/bind/overlay I/O vs the host), s (confinement cost: default vs --privileged start, syscall loop with and without seccomp), n (networking: bridge start latency, 200 running, TCP throughput)")
 		regRuns     = flag.Int("registry-runs", 5, "measured runs per engine for job (r)")
 		netBusy     = flag.Int("net-busy", 200, "job (n): containers running on the bridge for the busy start latency")
+		netBlocks   = flag.Int("net-busy-blocks", 2, "job (n): spells of busy runs, between idle ones (idle, busy, idle, …)")
 		netRuns     = flag.Int("net-tput-runs", 5, "job (n): throughput runs per engine")
 		netSecs     = flag.Float64("net-secs", 3, "job (n): seconds per throughput run")
 		buildRuns   = flag.Int("build-runs", 5, "measured cold/cached build pairs per engine in job (g), after one warm-up")
@@ -240,7 +241,7 @@ func run() int {
 					netEngines = append(netEngines, e)
 				}
 			}
-			rep.Network = jobNetwork(ctx, netEngines, root, *warmup, *runs, *netBusy, max(*netRuns, 1), *netSecs)
+			rep.Network = jobNetwork(ctx, netEngines, root, *warmup, *runs, *netBusy, *netBlocks, max(*netRuns, 1), *netSecs)
 		}
 	}
 	if ctx.Err() != nil {

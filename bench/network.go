@@ -51,9 +51,20 @@ type networkResult struct {
 	Busy       int       `json:"busy_containers"`
 	BusyMs     []float64 `json:"run_rm_bridge_busy_ms"`
 	BusyNoneMs []float64 `json:"run_rm_none_busy_ms"`
-	C2CGbps    []float64 `json:"container_to_container_gbit_s"`
-	HostPubGbp []float64 `json:"host_to_published_gbit_s"`
-	LoopGbps   []float64 `json:"loopback_gbit_s,omitempty"`
+	// IdleMs and IdleNoneMs are the busy figures' reference: the same
+	// runs with no container running, in spells before, between and
+	// after the busy ones (-net-busy-blocks), so that a drift of the
+	// machine's load over the busy runs falls on both.
+	IdleMs     []float64 `json:"run_rm_bridge_idle_ms"`
+	IdleNoneMs []float64 `json:"run_rm_none_idle_ms"`
+	// HostMounts counts the host's mounts when the idle and the busy runs
+	// start: another engine's or user's containers on a shared machine
+	// show here, and every one of them costs every start a little.
+	IdleHostMounts int       `json:"idle_host_mounts,omitempty"`
+	BusyHostMounts int       `json:"busy_host_mounts,omitempty"`
+	C2CGbps        []float64 `json:"container_to_container_gbit_s"`
+	HostPubGbp     []float64 `json:"host_to_published_gbit_s"`
+	LoopGbps       []float64 `json:"loopback_gbit_s,omitempty"`
 	// LoopCgGbps is host loopback with the server and the client each
 	// in a cgroup of its own at the containers' depth (see refCgroups).
 	LoopCgGbps []float64 `json:"loopback_cgroup_gbit_s,omitempty"`
@@ -80,7 +91,7 @@ func gbps(out string) (float64, error) {
 // `busy` containers running on the bridge, and TCP throughput
 // container→container on the bridge and host→published port on
 // 127.0.0.1, against host loopback.
-func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, busy, tputRuns int, secs float64) map[string]*networkResult {
+func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, busy, blocks, tputRuns int, secs float64) map[string]*networkResult {
 	res := map[string]*networkResult{}
 	for _, e := range es {
 		res[e.Name()] = &networkResult{Busy: busy}
@@ -191,11 +202,29 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		// Also after an interrupt: the servers must not outlive the run.
 		_ = cli(context.WithoutCancel(ctx), s.e, "rm", "-f", "nbench-srv")
 	}
-	// Start latency with busy containers on the bridge.
-	for _, e := range es {
-		if ctx.Err() != nil || busy <= 0 {
-			break
+	// Start latency with busy containers on the bridge, against the same
+	// engine's idle figure taken around it. Bridge and none take turns.
+	turns := func(e engine, n int, br, none *[]float64) {
+		r := res[e.Name()]
+		for i := 0; i < n && ctx.Err() == nil; i++ {
+			d, err := rmRun(e)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			dn, err := rmRun(e, "--network", "none")
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+				continue
+			}
+			*br = append(*br, d)
+			*none = append(*none, dn)
 		}
+	}
+	// The busy containers run in `blocks` spells with idle spells
+	// before, between and after them (idle, busy, idle, busy, idle), so
+	// that a machine whose load drifts over minutes weighs on both alike.
+	startBusy := func(e engine) []string {
 		r := res[e.Name()]
 		var ids []string
 		var mu sync.Mutex
@@ -220,29 +249,46 @@ func jobNetwork(ctx context.Context, es []engine, root string, warmup, runs, bus
 		}
 		wg.Wait()
 		slog.Info("network job: containers running", "engine", e.Name(), "n", len(ids))
-		// Bridge and none take turns, so the busy bridge figure compares
-		// with a none figure taken under the same load.
-		for i := 0; i < warmup+runs && ctx.Err() == nil; i++ {
-			d, err := rmRun(e)
-			if err != nil {
-				r.Errors = append(r.Errors, err.Error())
-				continue
-			}
-			dn, err := rmRun(e, "--network", "none")
-			if err != nil {
-				r.Errors = append(r.Errors, err.Error())
-				continue
-			}
-			if i >= warmup {
-				r.BusyMs = append(r.BusyMs, d)
-				r.BusyNoneMs = append(r.BusyNoneMs, dn)
-			}
+		return ids
+	}
+	blocks = max(blocks, 1)
+	idleEach, busyEach := max(runs/(blocks+1), 1), max(runs/blocks, 1)
+	for _, e := range es {
+		if ctx.Err() != nil || busy <= 0 {
+			break
 		}
-		if len(ids) > 0 {
-			_ = cli(ctx, e, append([]string{"rm", "-f"}, ids...)...)
+		r := res[e.Name()]
+		for b := 0; b <= blocks && ctx.Err() == nil; b++ {
+			for i := 0; i < warmup && ctx.Err() == nil; i++ {
+				_, _ = rmRun(e)
+			}
+			r.IdleHostMounts = max(r.IdleHostMounts, hostMounts())
+			turns(e, idleEach, &r.IdleMs, &r.IdleNoneMs)
+			if b == blocks {
+				break
+			}
+			ids := startBusy(e)
+			for i := 0; i < warmup && ctx.Err() == nil; i++ {
+				_, _ = rmRun(e)
+			}
+			r.BusyHostMounts = max(r.BusyHostMounts, hostMounts())
+			turns(e, busyEach, &r.BusyMs, &r.BusyNoneMs)
+			if len(ids) > 0 {
+				// Also after an interrupt: they must not outlive the run.
+				_ = cli(context.WithoutCancel(ctx), e, append([]string{"rm", "-f"}, ids...)...)
+			}
 		}
 	}
 	return res
+}
+
+// hostMounts is the number of mounts in the runner's mount namespace.
+func hostMounts() int {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
 }
 
 func appendGbps(s []float64, g float64) []float64 {
@@ -365,6 +411,21 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 	}
 	if len(engines) > 0 {
 		fmt.Fprintf(w, "busy: with %d containers running on the bridge, bridge and none taking turns\n", res[engines[0]].busyN())
+		// The issue's target: start latency with 200 running within 10%
+		// of with none running, against the same engine's idle runs
+		// taken around the busy ones.
+		fmt.Fprintf(w, "\n(n) start latency with %d running vs none running (median ms; idle and busy spells alternate: idle, busy, idle, …)\n", res[engines[0]].busyN())
+		fmt.Fprintf(w, "%-8s %8s %8s %10s %10s %10s %10s %14s\n", "engine", "idle-br", "busy-br", "busy/idle", "idle-none", "busy-none", "busy/idle", "host mounts")
+		for _, n := range engines {
+			r := res[n]
+			if r == nil || len(r.IdleMs) == 0 || len(r.BusyMs) == 0 {
+				continue
+			}
+			ib, bb := summarize(r.IdleMs).Median, summarize(r.BusyMs).Median
+			in, bn := summarize(r.IdleNoneMs).Median, summarize(r.BusyNoneMs).Median
+			fmt.Fprintf(w, "%-8s %8.1f %8.1f %9.2f× %10.1f %10.1f %9.2f× %14s\n", n, ib, bb, bb/max(ib, 1e-9), in, bn, bn/max(in, 1e-9), fmt.Sprintf("%d → %d", r.IdleHostMounts, r.BusyHostMounts))
+		}
+		fmt.Fprintln(w, "target: busy-br/idle-br ≤ 1.10 (the issue: \"start latency with 200 running within 10% of with none\")")
 	}
 	if b, d := res["berth"], res["docker"]; b != nil && d != nil {
 		bp, dp := summarize(b.HostPubGbp).Median, summarize(d.HostPubGbp).Median
@@ -379,7 +440,7 @@ func printNetwork(w io.Writer, res map[string]*networkResult, engines []string) 
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "targets: berth bridge ≤ 1/5 of docker's; busy-br within 10% of busy-none and of none; c2c ≥ 0.90 of loopback (the root cgroup's, not lo-cg); host→pub ≥ 2× docker's")
+	fmt.Fprintln(w, "targets: berth bridge ≤ 1/5 of docker's; busy-br ≤ 1.10 × idle-br (above); c2c ≥ 0.90 of loopback (the root cgroup's, not lo-cg); host→pub ≥ 2× docker's")
 }
 
 func (r *networkResult) busyN() int {

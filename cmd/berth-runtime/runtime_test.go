@@ -29,6 +29,7 @@ import (
 // Binaries built once by TestMain (root only).
 var (
 	runtimeBin string // berth-runtime
+	runtimeMod string // the go.mod it was built with (scripts/runtime-overlay.sh)
 	shimBin    string // berth-shim, the --init binary ("" if it did not build)
 	buildErr   error
 )
@@ -49,9 +50,10 @@ func testMain(m *testing.M) int {
 		runtimeBin = filepath.Join(dir, "berth-runtime")
 		// As the Makefile builds it: with seccomp and its program cache.
 		modfile, err := exec.Command("../../scripts/runtime-overlay.sh", filepath.Join(dir, "build")).Output()
+		runtimeMod = strings.TrimSpace(string(modfile))
 		if err != nil {
 			buildErr = fmt.Errorf("runtime-overlay.sh: %v", err)
-		} else if out, err := exec.Command("go", "build", "-tags", "seccomp,berthseccompcache,netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static", "-modfile", strings.TrimSpace(string(modfile)),
+		} else if out, err := exec.Command("go", "build", "-tags", "seccomp,berthseccompcache,netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static", "-modfile", runtimeMod,
 			"-o", runtimeBin, ".").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build berth-runtime: %v\n%s", err, out)
 		}

@@ -3,6 +3,7 @@ package network
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -116,6 +117,30 @@ func TestBridgeSandboxes(t *testing.T) {
 	}
 	if err := reach(t, r2.NSPath, r1.NSPath, ip1); err != nil {
 		t.Fatalf("connect between sandboxes: %v", err)
+	}
+	// An IPv4-only endpoint has no IPv6 link-local address (as in docker),
+	// whose duplicate address detection and multicast reports the bridge
+	// would flood to every other container.
+	if err := inNS(t, r1.NSPath, func() error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if l.Attrs().Name == "lo" {
+				continue
+			}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+			if err != nil {
+				return err
+			}
+			if len(addrs) != 0 {
+				return fmt.Errorf("%s has IPv6 addresses %v", l.Attrs().Name, addrs)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	if hp := r1.Ports[nettypes.MustParsePort("80/tcp")]; len(hp) != 1 || hp[0].HostPort == "" {
 		t.Fatalf("ports %v", r1.Ports)

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +33,6 @@ import (
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
-	"github.com/moby/sys/mountinfo"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
@@ -670,17 +668,18 @@ func syncFS(dir string) error {
 // (left by a crash) is detached first: os.RemoveAll would otherwise descend
 // into the mounted filesystem and delete what is not ours.
 func removeDir(dir string) error {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
+	if err := snapshot.UnmountDirs(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
-	for _, m := range mounts {
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("remove %s: unmount %s: %w", dir, m.Mountpoint, err)
+	err := os.RemoveAll(dir)
+	if errors.Is(err, unix.EBUSY) {
+		// A mount on a file, which UnmountDirs does not look for.
+		if uerr := snapshot.UnmountAll(dir); uerr != nil {
+			return fmt.Errorf("remove %s: %w", dir, uerr)
 		}
+		err = os.RemoveAll(dir)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	return nil

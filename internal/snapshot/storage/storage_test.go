@@ -104,6 +104,15 @@ func TestRecoverDoesNotDeleteThroughMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = snapshot.UnmountAll(stray) })
+	// A mounted file too, which only the EBUSY of deleting it reveals.
+	strayFile := filepath.Join(root, "snapshots", "77", "fs", "file")
+	if err := os.WriteFile(strayFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(filepath.Join(precious, "keep"), strayFile, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = snapshot.UnmountAll(strayFile) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
