@@ -27,7 +27,10 @@ exec)   # Detached as runc's is: the probe's first parent (setsid) exits
         # at once without reaping it, so the shim (a subreaper) is its
         # parent; a shell would reap it (dash waits for any child).
         setsid -f sh -c "echo \$\$ > $pidfile.tmp; mv $pidfile.tmp $pidfile; exec sh $state/probe" </dev/null
-        while [ ! -s $pidfile ]; do sleep 0.01; done; exit 0 ;;
+        # Bounded, and gone with the test's directory: an exec the shim
+        # gave up on must not leave this loop running after the test.
+        i=0; while [ ! -s $pidfile ] && [ -d $state ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+        [ -s $pidfile ] ;;
 kill)   kill -9 $(cat $state/pid); exit 0 ;;
 delete) kill -9 $(cat $state/pid) 2>/dev/null; exit 0 ;;
 esac
