@@ -29,7 +29,7 @@ func buildLeftovers(t *testing.T, d *testutil.Daemon) []string {
 		m, _ := filepath.Glob(pat)
 		left = append(left, m...)
 	}
-	left = append(left, testutil.MountsUnder(d.ExecRoot)...)
+	left = append(left, testutil.MountsBelow(d.ExecRoot)...)
 	return left
 }
 

@@ -157,7 +157,7 @@ func TestCpSymlinkEscape(t *testing.T) {
 		t.Fatalf("tar with ../ wrote outside the container: %q", b)
 	}
 	// The running container's rootfs and network namespace stay mounted.
-	if mounts := testutil.MountsUnder(d.ExecRoot); len(mounts) > 2 {
+	if mounts := testutil.MountsBelow(d.ExecRoot); len(mounts) > 2 {
 		t.Errorf("mounts left under the exec-root: %v", mounts)
 	}
 	d.MustBerth(t, "rm", "-f", id)

@@ -120,6 +120,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer unlock()
+	if err := memoryBackExecRoot(opts.ExecRoot, execMode, log); err != nil {
+		return err
+	}
 	if remap != nil {
 		if err := os.Chmod(opts.ExecRoot, execMode); err != nil {
 			return err

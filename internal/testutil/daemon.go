@@ -508,6 +508,19 @@ func MountsUnder(root string) []string {
 	return points
 }
 
+// MountsBelow lists mount points strictly below root, deepest first: for
+// a daemon's exec-root, which is itself a tmpfs the daemon mounted when
+// it lay on a disk.
+func MountsBelow(root string) []string {
+	var points []string
+	for _, p := range MountsUnder(root) {
+		if p != root {
+			points = append(points, p)
+		}
+	}
+	return points
+}
+
 func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
