@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/berth-engine/berth/internal/testutil"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -22,29 +22,6 @@ func requires(t *testing.T) {
 	if !Supported() {
 		t.Skip("kernel without listmount/statmount (Linux 6.8+)")
 	}
-}
-
-// inPrivateMountNS runs fn on a thread of its own in a new, private mount
-// namespace. The thread is never unlocked, so Go ends it when fn returns:
-// the namespace, and every mount fn made in it, goes with it whatever fn
-// did. fn reports failures with t.Error and returns.
-func inPrivateMountNS(t *testing.T, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			t.Errorf("make / private: %v", err)
-			return
-		}
-		fn()
-	}()
-	<-done
 }
 
 func mount(t *testing.T, src, dst, fstype string, flags uintptr, data string) bool {
@@ -116,7 +93,7 @@ func keyOfInfo(i Info) string {
 func TestAgreesWithMountinfo(t *testing.T) {
 	requires(t)
 	dir := t.TempDir()
-	inPrivateMountNS(t, func() {
+	testutil.InPrivateMountNS(t, func() {
 		if !buildTree(t, dir) {
 			return
 		}
@@ -179,7 +156,7 @@ func TestAgreesWithMountinfo(t *testing.T) {
 func TestLookupAndDescendants(t *testing.T) {
 	requires(t)
 	dir := t.TempDir()
-	inPrivateMountNS(t, func() {
+	testutil.InPrivateMountNS(t, func() {
 		if !buildTree(t, dir) {
 			return
 		}

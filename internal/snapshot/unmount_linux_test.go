@@ -3,37 +3,14 @@ package snapshot
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/berth-engine/berth/internal/mountlist"
+	"github.com/berth-engine/berth/internal/testutil"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
-
-// inPrivateMountNS runs fn on a thread of its own in a new, private mount
-// namespace. The thread is never unlocked, so Go ends it when fn returns:
-// the namespace, and every mount fn left in it, goes with it. fn reports
-// failures with t.Error and returns.
-func inPrivateMountNS(t *testing.T, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			t.Errorf("make / private: %v", err)
-			return
-		}
-		fn()
-	}()
-	<-done
-}
 
 // bothWays runs fn with mountlist (where the kernel has it) and with the
 // mountinfo fallback.
@@ -140,7 +117,7 @@ func TestUnmountAllTree(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				dir := t.TempDir()
-				inPrivateMountNS(t, func() {
+				testutil.InPrivateMountNS(t, func() {
 					if !makeMounts(t, dir, tc.mounts) {
 						return
 					}
@@ -180,7 +157,7 @@ func TestUnmountDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		inPrivateMountNS(t, func() {
+		testutil.InPrivateMountNS(t, func() {
 			if !makeMounts(t, dir, []testMount{
 				{rel: "fs/mnt", mkdir: "fs/mnt"},
 				{src: precious, rel: "fs/mnt/p", mkdir: "fs/mnt/p"},
