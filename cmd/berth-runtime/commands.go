@@ -78,12 +78,10 @@ func cmdCreate(g *globals, p parsedArgs) (retErr error) {
 		}
 	}()
 
-	proc, err := newProcess(spec.Process)
+	proc, err := newInitProcess(spec.Process)
 	if err != nil {
 		return err
 	}
-	proc.Init = true
-	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
 	for fd := 3; fd < 3+preserve; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
 			return fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", fd-3, preserve, err)
@@ -206,6 +204,17 @@ var rlimitTypes = map[string]int{
 }
 
 // newProcess converts the spec's process to libcontainer's.
+// newInitProcess is a container's first process, for create and run.
+func newInitProcess(p *specs.Process) (*libcontainer.Process, error) {
+	proc, err := newProcess(p)
+	if err != nil {
+		return nil, err
+	}
+	proc.Init = true
+	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
+	return proc, nil
+}
+
 func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,

@@ -7,10 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,12 +57,10 @@ func cmdRun(g *globals, p parsedArgs) (retErr error) {
 			}
 		}
 	}()
-	proc, err := newProcess(spec.Process)
+	proc, err := newInitProcess(spec.Process)
 	if err != nil {
 		return err
 	}
-	proc.Init = true
-	proc.LogLevel = strconv.Itoa(int(logrus.GetLevel()))
 	proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Signals that arrive from here on are the container's (a cancelled
 	// build's SIGTERM/SIGKILL goes through `kill`; these are for whoever

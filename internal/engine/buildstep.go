@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/image"
-	"github.com/berth-engine/berth/internal/oci"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
@@ -157,28 +155,8 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 	if err != nil {
 		return -1, err
 	}
-	spec, err := oci.Spec(oci.Options{
-		ID:             c.ID,
-		Config:         c.Config,
-		HostConfig:     c.HostConfig,
-		RootfsPath:     rootfs,
-		HostsPath:      etc.hosts,
-		HostnamePath:   etc.hostname,
-		ResolvConfPath: etc.resolv,
-		InitPath:       s.cfg.ShimPath,
-		NetNSPath:      netnsPath,
-		CgroupParent:   s.cfg.CgroupParent,
-		CgroupV2:       oci.DetectCgroupV2(),
-	})
-	if err != nil {
+	if _, err := s.writeBundleSpec(c, bundle, rootfs, etc, netnsPath, nil); err != nil {
 		return -1, err
-	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return -1, fmt.Errorf("encode runtime spec: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
-		return -1, fmt.Errorf("write runtime spec: %w", err)
 	}
 	if err := waitSnap(); err != nil {
 		return -1, err

@@ -167,32 +167,9 @@ func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
 	if err != nil {
 		return err
 	}
-	uidMaps, gidMaps := s.idMappings()
-	spec, err := oci.Spec(oci.Options{
-		ID:             c.ID,
-		Config:         c.Config,
-		HostConfig:     c.HostConfig,
-		RootfsPath:     rootfs,
-		HostsPath:      etc.hosts,
-		HostnamePath:   etc.hostname,
-		ResolvConfPath: etc.resolv,
-		Mounts:         userMounts,
-		InitPath:       s.cfg.ShimPath,
-		NetNSPath:      netnsPath,
-		CgroupParent:   s.cfg.CgroupParent,
-		CgroupV2:       oci.DetectCgroupV2(),
-		UIDMappings:    uidMaps,
-		GIDMappings:    gidMaps,
-	})
+	spec, err := s.writeBundleSpec(c, bundle, rootfs, etc, netnsPath, userMounts)
 	if err != nil {
 		return err
-	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return fmt.Errorf("encode runtime spec: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
-		return fmt.Errorf("write runtime spec: %w", err)
 	}
 	if err := s.writeHealthConfig(e, c, bundle); err != nil {
 		return err
@@ -854,4 +831,37 @@ func unmountRootfs(bundle string) error {
 		return nil
 	}
 	return snapshot.UnmountAll(rootfs)
+}
+
+// writeBundleSpec writes the OCI runtime spec of c into bundle/config.json:
+// for a container's start and for a build step run directly.
+func (s *ContainerService) writeBundleSpec(c *container.Container, bundle, rootfs string, etc etcPaths, netnsPath string, mounts []specs.Mount) (*specs.Spec, error) {
+	uidMaps, gidMaps := s.idMappings()
+	spec, err := oci.Spec(oci.Options{
+		ID:             c.ID,
+		Config:         c.Config,
+		HostConfig:     c.HostConfig,
+		RootfsPath:     rootfs,
+		HostsPath:      etc.hosts,
+		HostnamePath:   etc.hostname,
+		ResolvConfPath: etc.resolv,
+		Mounts:         mounts,
+		InitPath:       s.cfg.ShimPath,
+		NetNSPath:      netnsPath,
+		CgroupParent:   s.cfg.CgroupParent,
+		CgroupV2:       oci.DetectCgroupV2(),
+		UIDMappings:    uidMaps,
+		GIDMappings:    gidMaps,
+	})
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
+		return nil, fmt.Errorf("write runtime spec: %w", err)
+	}
+	return spec, nil
 }

@@ -15,17 +15,24 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Layers staged in reverse order and committed in order give the same tree
-// as unpacking them one after the other: whiteouts and opaque directories
-// do not depend on the layers below.
-func TestStageLayersOutOfOrder(t *testing.T) {
+// overlayIn makes an overlay2 snapshotter in a temp dir and returns the dir.
+func overlayIn(t *testing.T) (string, snapshot.Snapshotter) {
+	t.Helper()
 	testutil.RequiresRoot(t)
 	root := t.TempDir()
 	sn, err := overlay.New(filepath.Join(root, "overlay2"))
 	if err != nil {
 		t.Skip("overlay2 unavailable:", err)
 	}
-	defer sn.Close()
+	t.Cleanup(func() { sn.Close() })
+	return root, sn
+}
+
+// Layers staged in reverse order and committed in order give the same tree
+// as unpacking them one after the other: whiteouts and opaque directories
+// do not depend on the layers below.
+func TestStageLayersOutOfOrder(t *testing.T) {
+	root, sn := overlayIn(t)
 	layers := []st.Layer{
 		st.NewLayer(t, st.Dir("a"), st.File("a/x", "x1"), st.File("a/keep", "k"), st.Dir("d"), st.File("d/y", "y")),
 		st.NewLayer(t, st.Dir("a"), st.Whiteout("a/x"), st.Opaque("d"), st.File("d/z", "z")),
@@ -87,13 +94,7 @@ func TestStageLayersOutOfOrder(t *testing.T) {
 // device node, stages and commits whole: the passes open nothing but
 // regular files (a fifo opened for reading would block).
 func TestStageLayerWithWritebackPasses(t *testing.T) {
-	testutil.RequiresRoot(t)
-	root := t.TempDir()
-	sn, err := overlay.New(filepath.Join(root, "overlay2"))
-	if err != nil {
-		t.Skip("overlay2 unavailable:", err)
-	}
-	defer sn.Close()
+	root, sn := overlayIn(t)
 	big := func(seed byte) []byte {
 		b := make([]byte, 9<<20+77)
 		for i := range b {
