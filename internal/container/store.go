@@ -30,6 +30,7 @@ func NewStore(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o710); err != nil {
 		return nil, fmt.Errorf("container store: %w", err)
 	}
+	fsutil.SpreadDirs(root)
 	// Directories of removed containers a crash left half deleted.
 	if err := fsutil.EmptyTrash(root); err != nil {
 		return nil, fmt.Errorf("container store: %w", err)

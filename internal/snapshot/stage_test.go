@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/berth-engine/berth/internal/snapshot"
 	"github.com/berth-engine/berth/internal/snapshot/overlay"
 	st "github.com/berth-engine/berth/internal/snapshot/snapshottest"
@@ -46,6 +47,11 @@ func TestStageLayersOutOfOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		staged[i] = s
+	}
+	// Staged layers are spread over ext4's block groups, away from the
+	// inodes of the layers removed last (fsutil.SpreadDirs).
+	if marked, supported := fsutil.SpreadsDirs(staging); supported && !marked {
+		t.Errorf("staging root %s not marked to spread staged layers", staging)
 	}
 	parent := digest.Digest("")
 	for i, l := range layers {

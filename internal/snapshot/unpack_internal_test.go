@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
 )
 
 // Mounts that are neither an overlay with an upper dir nor a plain bind
@@ -127,34 +126,5 @@ func TestChunkPipeBatchesAndKeepsErrors(t *testing.T) {
 	p.closeRead()
 	if err := <-done; !errors.Is(err, errApplyDone) {
 		t.Errorf("writer after the reader left: %v", err)
-	}
-}
-
-func TestStagingRootSpreadsLayers(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "unpack")
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err != nil {
-		t.Skipf("%s has no inode flags (%v)", root, err)
-	}
-	markTopDir(root)
-	markTopDir(root) // again: no change, no error
-	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if flags&fsTopDirFlag == 0 {
-		// Filesystems with inode flags but without this one (xfs, btrfs)
-		// ignore it.
-		var st unix.Statfs_t
-		if unix.Fstatfs(fd, &st) == nil && st.Type == unix.EXT4_SUPER_MAGIC {
-			t.Errorf("ext4 staging root without the TOPDIR flag: %#x", flags)
-		}
 	}
 }

@@ -115,6 +115,9 @@ func New(root string, driver Driver) (*Snapshotter, error) {
 		return nil, fmt.Errorf("%s snapshotter: %w", driver.Name(), err)
 	}
 	s := &Snapshotter{root: root, dirs: filepath.Join(root, "snapshots"), driver: driver}
+	// A container's writable layer is a snapshot: one comes and goes with
+	// every container.
+	fsutil.SpreadDirs(s.dirs)
 	path := filepath.Join(root, "metadata.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if err != nil {

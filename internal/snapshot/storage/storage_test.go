@@ -185,3 +185,16 @@ func TestRemoveTrashesDirectory(t *testing.T) {
 		t.Errorf("trash survived New: %v", entries)
 	}
 }
+
+// Snapshot directories (a container's writable layer is one) are spread
+// over ext4's block groups (see fsutil.SpreadDirs).
+func TestSnapshotsDirSpreadsDirs(t *testing.T) {
+	root := t.TempDir()
+	if _, supported := fsutil.SpreadsDirs(root); !supported {
+		t.Skipf("%s: not on ext2/3/4", root)
+	}
+	open(t, root)
+	if marked, _ := fsutil.SpreadsDirs(filepath.Join(root, "snapshots")); !marked {
+		t.Errorf("New(%s) did not mark snapshots/ to spread snapshot directories", root)
+	}
+}
