@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berth-engine/berth/internal/cgwarm"
 )
 
 // The warming writes this process into the cgroup it is already in: its
@@ -15,12 +17,12 @@ func TestCgroupWarmIsNoOp(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: writes cgroup.procs")
 	}
-	root, rel := ownCgroup()
+	root, rel := cgwarm.OwnCgroup()
 	path := filepath.Join(root, rel, "cgroup.procs")
-	if root == "" || !isCgroupFile(path) {
-		t.Fatalf("ownCgroup = %q, %q", root, rel)
+	if root == "" || !cgwarm.IsCgroupFile(path) {
+		t.Fatalf("OwnCgroup = %q, %q", root, rel)
 	}
-	if !hasProcess(path) {
+	if !cgwarm.HasProcess(path) {
 		t.Fatalf("%s lists no process", path)
 	}
 	before, err := os.ReadFile("/proc/self/cgroup")

@@ -44,6 +44,7 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		return -1, errdefs.ErrInvalidArgument.WithMessage("build step: incomplete request")
 	}
 	t0 := time.Now()
+	s.cgwarm.Keep(cgWarmFor)
 	if img == nil {
 		var err error
 		if img, err = s.st.Images.Resolve(ctx, req.Image); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-engine/berth/internal/api"
+	"github.com/berth-engine/berth/internal/cgwarm"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/events"
 	"github.com/berth-engine/berth/internal/fsutil"
@@ -51,7 +52,16 @@ type ContainerService struct {
 	// trash deletes the bundles of exited containers in the background
 	// (start-up removes what a crash leaves: bundles without records).
 	trash fsutil.Trash
+	// cgwarm keeps the cgroup migration lock warm from the moment a
+	// container is on its way to running, so the runtime's moves into its
+	// cgroups do not wait for an RCU grace period (package cgwarm).
+	cgwarm *cgwarm.Warmer
 }
+
+// cgWarmFor is how long one create, start or exec keeps the cgroup
+// migration lock warm: past the runtime's moves into the cgroups even
+// under load (berth-runtime keeps it warm itself once started).
+const cgWarmFor = 250 * time.Millisecond
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
 
@@ -111,6 +121,7 @@ func NewContainerService(ctx context.Context, cfg Config, st Stores) (*Container
 		unpack:  newUnpacker(st),
 		entries: map[string]*entry{},
 		ev:      st.Events,
+		cgwarm:  cgwarm.New(nil),
 	}
 	if err := setSubreaper(); err != nil {
 		s.log.Warn("cannot become a child subreaper; exec exit codes will be lost", "err", err)
@@ -227,6 +238,8 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 	if cfg.Image == "" {
 		return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("no image specified")
 	}
+	// `run` starts right after create: warm now, a grace period ahead.
+	s.cgwarm.Keep(cgWarmFor)
 	img, err := s.st.Images.Resolve(ctx, cfg.Image)
 	if err != nil {
 		return containertypes.CreateResponse{}, err

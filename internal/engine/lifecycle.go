@@ -99,6 +99,7 @@ func startErrorCode(msg string) int {
 
 // start brings a created or exited container up; callers hold e.op.
 func (s *ContainerService) start(ctx context.Context, e *entry) (retErr error) {
+	s.cgwarm.Keep(cgWarmFor)
 	c := e.snapshot()
 	if s.st.Networks == nil {
 		if err := checkNetwork(c.HostConfig); err != nil {

@@ -207,6 +207,14 @@ func (d *Daemon) Kill9(t testing.TB) {
 	<-d.done
 }
 
+// Pid is the daemon's process ID (0 before it started).
+func (d *Daemon) Pid() int {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
 // ExitCode is the daemon's exit status after it stopped.
 func (d *Daemon) ExitCode() int {
 	if d.cmd == nil || d.cmd.ProcessState == nil {
