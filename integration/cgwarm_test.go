@@ -15,9 +15,9 @@ import (
 
 // A create request makes the daemon keep the cgroup migration lock warm
 // (package cgwarm): it writes "0" into its own cgroup.procs every 2 ms for
-// a quarter of a second. cgroupfs sends no inotify events, so the writes
+// a tenth of a second. cgroupfs sends no inotify events, so the writes
 // are counted in /proc/<pid>/io (syscw): a create without the warming
-// makes a handful. The daemon is first moved into a cgroup the test makes:
+// makes about 14, with it 60–90. The daemon is first moved into a cgroup the test makes:
 // the warming must write into the cgroup the daemon is in now, not the one
 // it started in, which would move it back.
 func TestCreateWarmsCgroupLock(t *testing.T) {
@@ -61,7 +61,7 @@ func TestCreateWarmsCgroupLock(t *testing.T) {
 
 	before := syscw(t, d.Pid())
 	d.MustBerth(t, "create", "--network", "none", "busybox", "true")
-	// Wait for the writes to stop (the warming lasts 250 ms).
+	// Wait for the writes to stop (the warming lasts 100 ms).
 	after := syscw(t, d.Pid())
 	for i := 0; i < 100; i++ {
 		time.Sleep(100 * time.Millisecond)
@@ -71,7 +71,8 @@ func TestCreateWarmsCgroupLock(t *testing.T) {
 		}
 		after = n
 	}
-	if got := after - before; got < 40 {
+	t.Logf("%d write calls by the daemon for a create", after-before)
+	if got := after - before; got < 22 {
 		t.Errorf("%d write calls by the daemon for a create: the warming's writes are missing", got)
 	}
 	if !inMine() {

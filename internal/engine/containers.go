@@ -59,9 +59,11 @@ type ContainerService struct {
 }
 
 // cgWarmFor is how long one create, start or exec keeps the cgroup
-// migration lock warm: past the runtime's moves into the cgroups even
-// under load (berth-runtime keeps it warm itself once started).
-const cgWarmFor = 250 * time.Millisecond
+// migration lock warm: until berth-runtime, once started, keeps it warm
+// itself (~20 ms after a create in a sequential run; under load the other
+// starts keep it warm). Not longer: the lock is global, and while it is
+// warm every fork and exit on the host takes the lock's slower path.
+const cgWarmFor = 100 * time.Millisecond
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
 
