@@ -110,9 +110,13 @@ func (c *berthCLI) runContainer(cmd *cobra.Command, o *runOptions, copts *contai
 
 	// The wait is posted before the start: a container that exits at once
 	// must not be missed, and an --rm one must not be gone before we ask.
+	// Detached without --rm nothing reads it: no request at all.
 	statusCtx, cancelStatus := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStatus()
-	statusC := c.waitExitOrRemoved(statusCtx, api, id, copts.autoRemove)
+	var statusC <-chan int
+	if attach || copts.autoRemove {
+		statusC = c.waitExitOrRemoved(statusCtx, api, id, copts.autoRemove)
+	}
 	if !attach {
 		// Detached: the ID comes first, as docker prints it even when the
 		// start then fails.
