@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
 )
 
 // Mounts that are neither an overlay with an upper dir nor a plain bind
