@@ -17,9 +17,9 @@ import (
 // (package cgwarm): it writes "0" into its own cgroup.procs every 2 ms for
 // a tenth of a second. cgroupfs sends no inotify events, so the writes
 // are counted in /proc/<pid>/io (syscw): a create without the warming
-// makes about 14, with it 60–90. The daemon is first moved into a cgroup the test makes:
-// the warming must write into the cgroup the daemon is in now, not the one
-// it started in, which would move it back.
+// makes about 14, with it 60–90. The daemon is moved into a cgroup the
+// test makes before the create and into another one while the warming
+// runs: the warming must follow it, never write it back.
 func TestCreateWarmsCgroupLock(t *testing.T) {
 	d := testutil.StartDaemon(t, binDir)
 	d.ImportBusybox(t, "busybox:latest")
@@ -29,44 +29,60 @@ func TestCreateWarmsCgroupLock(t *testing.T) {
 		t.Skip("no cgroup.procs of our own found")
 	}
 	own := filepath.Join(root, rel)
-	mine := filepath.Join(own, fmt.Sprintf("berth-cgwarm-test-%d", os.Getpid()))
-	if err := os.Mkdir(mine, 0o755); err != nil {
-		t.Skipf("cannot make a cgroup for the daemon: %v", err)
-	}
+	var made []string
 	moveDaemon := func(dir string) error {
 		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(d.Pid())), 0)
 	}
 	t.Cleanup(func() {
 		// Back where it was, so the daemon's own cleanup finds it there and
-		// the cgroup can go.
-		if d.Running() {
-			if err := moveDaemon(own); err != nil {
-				t.Errorf("move the daemon back to %s: %v", own, err)
+		// the cgroups can go. Retried past the end of any warming.
+		for _, dir := range made {
+			var err error
+			for i := 0; i < 50; i++ {
+				if d.Running() {
+					_ = moveDaemon(own)
+				}
+				if err = os.Remove(dir); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("remove test cgroup: %v", err)
 			}
 		}
-		if err := os.Remove(mine); err != nil {
-			t.Errorf("remove test cgroup: %v", err)
-		}
 	})
-	if err := moveDaemon(mine); err != nil {
-		t.Skipf("cannot move the daemon into %s: %v", mine, err)
+	mkcg := func(name string) string {
+		dir := filepath.Join(own, fmt.Sprintf("berth-cgwarm-%s-%d", name, os.Getpid()))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Skipf("cannot make a cgroup for the daemon: %v", err)
+		}
+		made = append(made, dir)
+		return dir
 	}
-	inMine := func() bool {
+	first, second := mkcg("a"), mkcg("b")
+	inCgroup := func(dir string) bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", d.Pid()))
-		return err == nil && strings.Contains(string(b), ":"+strings.TrimPrefix(mine, root)+"\n")
+		return err == nil && strings.Contains(string(b), ":"+strings.TrimPrefix(dir, root)+"\n")
 	}
-	if !inMine() {
-		t.Fatalf("the daemon is not in %s after the move", mine)
+	if err := moveDaemon(first); err != nil {
+		t.Skipf("cannot move the daemon into %s: %v", first, err)
+	}
+	if !inCgroup(first) {
+		t.Fatalf("the daemon is not in %s after the move", first)
 	}
 
 	before := syscw(t, d.Pid())
 	d.MustBerth(t, "create", "--network", "none", "busybox", "true")
+	if err := moveDaemon(second); err != nil {
+		t.Fatalf("move the daemon into %s: %v", second, err)
+	}
 	// Wait for the writes to stop (the warming lasts 100 ms).
 	after := syscw(t, d.Pid())
 	for i := 0; i < 100; i++ {
 		time.Sleep(100 * time.Millisecond)
 		n := syscw(t, d.Pid())
-		if n == after && n-before > 0 {
+		if n == after {
 			break
 		}
 		after = n
@@ -75,9 +91,9 @@ func TestCreateWarmsCgroupLock(t *testing.T) {
 	if got := after - before; got < 22 {
 		t.Errorf("%d write calls by the daemon for a create: the warming's writes are missing", got)
 	}
-	if !inMine() {
+	if !inCgroup(second) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", d.Pid()))
-		t.Errorf("the warming moved the daemon out of the cgroup it was in:\n%s", b)
+		t.Errorf("the warming moved the daemon out of the cgroup it was moved to:\n%s", b)
 	}
 }
 

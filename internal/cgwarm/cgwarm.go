@@ -10,32 +10,48 @@
 // load); writes within about one grace period of the previous one are
 // cheap. A Warmer "moves" its own process into the cgroup it is already in
 // every Interval — a no-op migration that takes the same lock — so that the
-// runtime's writes find it warm. It changes nothing: the process stays
-// where it was, and errors only end the warming.
+// runtime's writes find it warm. It changes nothing: before every write it
+// checks that the process is still in the cgroup it writes to (a write into
+// a cgroup the process has been moved out of would move it back), and an
+// error ends the warming.
 package cgwarm
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Interval is well below a grace period, so the lock never cools between
-// two writes; each costs a few µs of CPU.
+// two writes; each costs a few µs of CPU. Not longer: a warming write that
+// finds the lock cold waits out a grace period holding the cgroup mutex,
+// which every cgroup mkdir and move then waits behind.
 const Interval = 2 * time.Millisecond
+
+// retryAfter is how long a Warmer that could not write stays idle: the
+// cause (a read-only /sys/fs/cgroup, no permission, a cgroup v2 cgroup
+// with controllers enabled below it) rarely goes away.
+const retryAfter = time.Minute
 
 // Warmer writes into its own process's cgroup.procs every Interval until
 // the deadline Keep sets, or until its stop condition holds.
 type Warmer struct {
 	stopWhen func() bool // optional: true ends the warming early
 
-	mu       sync.Mutex
-	deadline time.Time
-	running  bool
+	mu          sync.Mutex
+	deadline    time.Time
+	running     bool
+	failedUntil time.Time // no warming before then: the last attempt failed
 
 	writes atomic.Int64 // successful writes, for tests
 }
@@ -56,7 +72,11 @@ func (w *Warmer) Keep(d time.Duration) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if until := time.Now().Add(d); until.After(w.deadline) {
+	now := time.Now()
+	if now.Before(w.failedUntil) {
+		return
+	}
+	if until := now.Add(d); until.After(w.deadline) {
 		w.deadline = until
 	}
 	if !w.running {
@@ -65,7 +85,8 @@ func (w *Warmer) Keep(d time.Duration) {
 	}
 }
 
-// Stop ends the warming (the writes that needed it are done).
+// Stop ends the warming (the writes that needed it are done). It does not
+// wait: at most one more write may follow.
 func (w *Warmer) Stop() {
 	if w == nil {
 		return
@@ -75,31 +96,29 @@ func (w *Warmer) Stop() {
 	w.mu.Unlock()
 }
 
+// more reports whether to write again, and marks the warming stopped when
+// not; failed says the last write failed.
+func (w *Warmer) more(failed bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	if failed {
+		w.failedUntil = now.Add(retryAfter)
+	}
+	if failed || !now.Before(w.deadline) {
+		w.running = false
+		return false
+	}
+	return true
+}
+
 func (w *Warmer) loop() {
-	// The cgroup is looked up afresh each time: writing "0" into a cgroup
-	// the process has since been moved out of would move it back.
-	var f *os.File
-	root, rel := OwnCgroup()
-	err := os.ErrNotExist
-	if root != "" {
-		f, err = os.OpenFile(filepath.Join(root, rel, "cgroup.procs"), os.O_WRONLY, 0)
-	}
-	if err == nil {
-		defer f.Close()
-	}
-	for {
-		w.mu.Lock()
-		more := err == nil && time.Now().Before(w.deadline)
-		if !more {
-			w.running = false
-		}
-		w.mu.Unlock()
-		if !more {
-			return
-		}
-		// "0" is the writing process: it is already in this cgroup.
-		if _, err = f.WriteAt([]byte("0"), 0); err != nil {
-			continue // ends the loop above
+	var p procsFile
+	defer p.close()
+	for failed := false; w.more(failed); {
+		if err := p.write(); err != nil {
+			failed = true
+			continue
 		}
 		w.writes.Add(1)
 		if w.stopWhen != nil && w.stopWhen() {
@@ -110,22 +129,99 @@ func (w *Warmer) loop() {
 	}
 }
 
+// procsFile is the open cgroup.procs of the process's own cgroup, and the
+// /proc/self/cgroup it was chosen from.
+type procsFile struct {
+	self   *os.File // /proc/self/cgroup, reread before every write
+	procs  *os.File // nil until the first write
+	chosen []byte   // self's content when procs was opened
+	buf    []byte
+}
+
+// write moves the process into the cgroup it is in: "0" is the writer. If
+// /proc/self/cgroup changed since the file was opened (someone moved the
+// process), the file is chosen again first.
+func (p *procsFile) write() error {
+	if p.self == nil {
+		f, err := os.Open("/proc/self/cgroup")
+		if err != nil {
+			return err
+		}
+		p.self, p.buf = f, make([]byte, 4096)
+	}
+	n, err := p.self.ReadAt(p.buf, 0)
+	if n == len(p.buf) {
+		return errTooLong
+	}
+	if n == 0 {
+		return err
+	}
+	now := p.buf[:n]
+	if p.procs == nil || !bytes.Equal(now, p.chosen) {
+		if p.procs != nil {
+			p.procs.Close()
+			p.procs = nil
+		}
+		root, rel := ownCgroupFrom(now)
+		if root == "" {
+			return os.ErrNotExist
+		}
+		f, err := openProcs(filepath.Join(root, rel, "cgroup.procs"))
+		if err != nil {
+			return err
+		}
+		p.procs, p.chosen = f, slices.Clone(now)
+	}
+	_, err = p.procs.WriteAt([]byte("0"), 0)
+	return err
+}
+
+func (p *procsFile) close() {
+	for _, f := range []*os.File{p.self, p.procs} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+var errTooLong = errors.New("/proc/self/cgroup longer than expected")
+
+// openProcs opens a cgroup.procs file for writing, making sure it is one:
+// on a cgroup or cgroup2 filesystem.
+func openProcs(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC) {
+		f.Close()
+		return nil, fmt.Errorf("%s is not on a cgroup filesystem", path)
+	}
+	return f, nil
+}
+
 // OwnCgroup finds this process's own cgroup: the root of its hierarchy
 // and its path there. The cgroup v2 tree comes first if there is one (pure
 // v2, or the hybrid's unified mount), else the first v1 hierarchy whose
-// mount point is found.
+// mount point is found. "" when there is none, or when the process is
+// outside its cgroup namespace's root (a path with ".." names no cgroup
+// this process can find).
 func OwnCgroup() (root, rel string) {
-	f, err := os.Open("/proc/self/cgroup")
+	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", ""
 	}
-	defer f.Close()
+	return ownCgroupFrom(b)
+}
+
+func ownCgroupFrom(content []byte) (root, rel string) {
 	type cand struct{ root, rel string }
 	var v1 []cand
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(content))
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 || !strings.HasPrefix(parts[2], "/") {
+		if len(parts) != 3 || !strings.HasPrefix(parts[2], "/") || slices.Contains(strings.Split(parts[2], "/"), "..") {
 			continue
 		}
 		rel := filepath.Clean(parts[2])

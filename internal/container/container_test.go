@@ -198,15 +198,15 @@ func TestUnsyncedRecords(t *testing.T) {
 // The store's root spreads container directories over ext4's block groups
 // (see fsutil.SpreadDirs); a root on a filesystem without inode flags is
 // left alone.
-func TestStoreRootSpreadsDirs(t *testing.T) {
+func TestStoreRootHasSpreadFlag(t *testing.T) {
 	root := t.TempDir()
-	if _, supported := fsutil.SpreadsDirs(root); !supported {
+	if _, supported := fsutil.HasSpreadFlag(root); !supported {
 		t.Skipf("%s: not on ext2/3/4", root)
 	}
 	if _, err := NewStore(root); err != nil {
 		t.Fatal(err)
 	}
-	if marked, _ := fsutil.SpreadsDirs(root); !marked {
+	if marked, _ := fsutil.HasSpreadFlag(root); !marked {
 		t.Errorf("NewStore(%s) did not mark its root to spread container directories", root)
 	}
 }

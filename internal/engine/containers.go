@@ -58,11 +58,13 @@ type ContainerService struct {
 	cgwarm *cgwarm.Warmer
 }
 
-// cgWarmFor is how long one create, start or exec keeps the cgroup
-// migration lock warm: until berth-runtime, once started, keeps it warm
-// itself (~20 ms after a create in a sequential run; under load the other
-// starts keep it warm). Not longer: the lock is global, and while it is
-// warm every fork and exit on the host takes the lock's slower path.
+// cgWarmFor is how long one create, start, exec or build step keeps the
+// cgroup migration lock warm: until berth-runtime, once started, keeps it
+// warm itself (~20 ms after a create in a sequential run). Not longer: the
+// lock is global, and while it is warm every fork and exit on the host
+// takes its slower path. A steady stream of requests keeps the warming
+// going; the runtimes those requests start hold the lock in the same state
+// anyway.
 const cgWarmFor = 100 * time.Millisecond
 
 var _ api.ContainerBackend = (*ContainerService)(nil)
@@ -240,12 +242,12 @@ func (s *ContainerService) Create(ctx context.Context, req api.ContainerCreateRe
 	if cfg.Image == "" {
 		return containertypes.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("no image specified")
 	}
-	// `run` starts right after create: warm now, a grace period ahead.
-	s.cgwarm.Keep(cgWarmFor)
 	img, err := s.st.Images.Resolve(ctx, cfg.Image)
 	if err != nil {
 		return containertypes.CreateResponse{}, err
 	}
+	// `run` starts right after create: warm now, a grace period ahead.
+	s.cgwarm.Keep(cgWarmFor)
 	warnings, err := s.validateHostConfig(&hc)
 	if err != nil {
 		return containertypes.CreateResponse{}, err

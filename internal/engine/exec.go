@@ -235,11 +235,11 @@ func (s *ContainerService) ExecStart(ctx context.Context, id string, opts api.Ex
 	if err != nil {
 		return err
 	}
-	s.cgwarm.Keep(cgWarmFor)
 	e, err := s.get(p.cid)
 	if err != nil {
 		return err
 	}
+	s.cgwarm.Keep(cgWarmFor)
 	p.mu.Lock()
 	if p.started {
 		p.mu.Unlock()

@@ -42,10 +42,10 @@ func SpreadDirs(dir string) {
 	_ = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
 }
 
-// SpreadsDirs reports whether dir carries the flag SpreadDirs sets, and
+// HasSpreadFlag reports whether dir carries the flag SpreadDirs sets, and
 // whether its filesystem honours the flag at all (ext2/3/4; xfs and btrfs
 // have inode flags but ignore this one). For tests.
-func SpreadsDirs(dir string) (marked, supported bool) {
+func HasSpreadFlag(dir string) (marked, supported bool) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, false

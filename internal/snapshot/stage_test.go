@@ -50,7 +50,7 @@ func TestStageLayersOutOfOrder(t *testing.T) {
 	}
 	// Staged layers are spread over ext4's block groups, away from the
 	// inodes of the layers removed last (fsutil.SpreadDirs).
-	if marked, supported := fsutil.SpreadsDirs(staging); supported && !marked {
+	if marked, supported := fsutil.HasSpreadFlag(staging); supported && !marked {
 		t.Errorf("staging root %s not marked to spread staged layers", staging)
 	}
 	parent := digest.Digest("")

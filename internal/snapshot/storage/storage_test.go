@@ -188,13 +188,13 @@ func TestRemoveTrashesDirectory(t *testing.T) {
 
 // Snapshot directories (a container's writable layer is one) are spread
 // over ext4's block groups (see fsutil.SpreadDirs).
-func TestSnapshotsDirSpreadsDirs(t *testing.T) {
+func TestSnapshotsDirHasSpreadFlag(t *testing.T) {
 	root := t.TempDir()
-	if _, supported := fsutil.SpreadsDirs(root); !supported {
+	if _, supported := fsutil.HasSpreadFlag(root); !supported {
 		t.Skipf("%s: not on ext2/3/4", root)
 	}
 	open(t, root)
-	if marked, _ := fsutil.SpreadsDirs(filepath.Join(root, "snapshots")); !marked {
+	if marked, _ := fsutil.HasSpreadFlag(filepath.Join(root, "snapshots")); !marked {
 		t.Errorf("New(%s) did not mark snapshots/ to spread snapshot directories", root)
 	}
 }
