@@ -367,19 +367,30 @@ func (c *berthCLI) newPullCommand() *cobra.Command {
 	return cmd
 }
 
-func (c *berthCLI) runPull(ctx context.Context, name string, all, quiet bool, platform string) error {
+// tagOrAll normalises the image name of a pull or push, as docker does:
+// with --all-tags it must name a repository without a tag; otherwise a
+// missing tag means latest, which is said unless quiet.
+func (c *berthCLI) tagOrAll(name string, all, quiet bool) (reference.Named, error) {
 	named, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if all && !reference.IsNameOnly(named) {
-		return errors.New("tag can't be used with --all-tags/-a")
+		return nil, errors.New("tag can't be used with --all-tags/-a")
 	}
 	if !all && reference.IsNameOnly(named) {
 		named = reference.TagNameOnly(named)
 		if !quiet {
 			fmt.Fprintln(c.out, "Using default tag: latest")
 		}
+	}
+	return named, nil
+}
+
+func (c *berthCLI) runPull(ctx context.Context, name string, all, quiet bool, platform string) error {
+	named, err := c.tagOrAll(name, all, quiet)
+	if err != nil {
+		return err
 	}
 	var pls []ocispec.Platform
 	if p, err := parsePlatform(platform); err != nil {

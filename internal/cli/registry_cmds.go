@@ -99,18 +99,9 @@ func (c *berthCLI) newPushCommand() *cobra.Command {
 }
 
 func (c *berthCLI) runPush(ctx context.Context, name string, all, quiet bool, platform string) error {
-	named, err := reference.ParseNormalizedNamed(name)
+	named, err := c.tagOrAll(name, all, quiet)
 	if err != nil {
 		return err
-	}
-	if all && !reference.IsNameOnly(named) {
-		return errors.New("tag can't be used with --all-tags/-a")
-	}
-	if !all && reference.IsNameOnly(named) {
-		named = reference.TagNameOnly(named)
-		if !quiet {
-			fmt.Fprintf(c.out, "Using default tag: %s\n", "latest")
-		}
 	}
 	api, err := c.Client()
 	if err != nil {
