@@ -323,10 +323,7 @@ func (s *ImageService) newImageFilter(ctx context.Context, fs api.Filters) (*ima
 				f.since = img
 			}
 		case "until":
-			if len(vs) != 1 {
-				return nil, errdefs.ErrInvalidArgument.WithMessage("invalid filter 'until': one value only")
-			}
-			t, err := parsePruneUntil(vs[0])
+			t, err := untilFilter(vs)
 			if err != nil {
 				return nil, err
 			}

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/network"
@@ -180,22 +179,9 @@ func (s *NetworkService) NetworkRemove(ctx context.Context, id string) error {
 // NetworkPrune implements POST /networks/prune: user-defined networks no
 // container refers to.
 func (s *NetworkService) NetworkPrune(ctx context.Context, fs api.Filters) (nettypes.PruneReport, error) {
-	var until time.Time
-	for k, vs := range fs {
-		switch k {
-		case "label", "label!":
-		case "until":
-			if len(vs) != 1 {
-				return nettypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage("invalid filter 'until': one value only")
-			}
-			t, err := parseUntil(vs[0])
-			if err != nil {
-				return nettypes.PruneReport{}, err
-			}
-			until = t
-		default:
-			return nettypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s'", k))
-		}
+	until, err := labelUntilFilters(fs)
+	if err != nil {
+		return nettypes.PruneReport{}, err
 	}
 	rep := nettypes.PruneReport{NetworksDeleted: []string{}}
 	for _, n := range s.m.List() {
@@ -215,23 +201,6 @@ func (s *NetworkService) NetworkPrune(ctx context.Context, fs api.Filters) (nett
 		rep.NetworksDeleted = append(rep.NetworksDeleted, n.Name)
 	}
 	return rep, nil
-}
-
-// parseUntil reads prune's "until" (a timestamp or a duration ago).
-func parseUntil(v string) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
-		}
-	}
-	var sec int64
-	if _, err := fmt.Sscan(v, &sec); err == nil {
-		return time.Unix(sec, 0), nil
-	}
-	return time.Time{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter 'until=%s'", v))
 }
 
 // NetworkConnect implements POST /networks/{id}/connect.

@@ -411,22 +411,9 @@ func contains(list []string, s string) bool {
 
 // Prune implements POST /containers/prune.
 func (s *ContainerService) Prune(ctx context.Context, fs api.Filters) (containertypes.PruneReport, error) {
-	var until time.Time
-	for k, vs := range fs {
-		switch k {
-		case "label", "label!":
-		case "until":
-			if len(vs) != 1 {
-				return containertypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage("invalid filter 'until': one value only")
-			}
-			t, err := parsePruneUntil(vs[0])
-			if err != nil {
-				return containertypes.PruneReport{}, err
-			}
-			until = t
-		default:
-			return containertypes.PruneReport{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s'", k))
-		}
+	until, err := labelUntilFilters(fs)
+	if err != nil {
+		return containertypes.PruneReport{}, err
 	}
 	report := containertypes.PruneReport{ContainersDeleted: []string{}}
 	for _, e := range s.all() {
@@ -463,8 +450,37 @@ func matchAnyLabel(filters []string, labels map[string]string) bool {
 	return false
 }
 
-// parsePruneUntil accepts docker's until values: a duration ("24h") or a
-// timestamp.
+// labelUntilFilters checks the filters of a container or network prune
+// (label, label! and until, as docker takes them) and returns the until
+// time (zero without one).
+func labelUntilFilters(fs api.Filters) (time.Time, error) {
+	var until time.Time
+	for k, vs := range fs {
+		switch k {
+		case "label", "label!":
+		case "until":
+			t, err := untilFilter(vs)
+			if err != nil {
+				return time.Time{}, err
+			}
+			until = t
+		default:
+			return time.Time{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid filter '%s'", k))
+		}
+	}
+	return until, nil
+}
+
+// untilFilter is the time of an until filter, which takes one value.
+func untilFilter(vs []string) (time.Time, error) {
+	if len(vs) != 1 {
+		return time.Time{}, errdefs.ErrInvalidArgument.WithMessage("invalid filter 'until': one value only")
+	}
+	return parsePruneUntil(vs[0])
+}
+
+// parsePruneUntil reads an until filter as docker does: a duration before
+// now, an RFC 3339 time or date, or Unix seconds with an optional fraction.
 func parsePruneUntil(v string) (time.Time, error) {
 	if d, err := time.ParseDuration(v); err == nil {
 		return time.Now().Add(-d), nil
