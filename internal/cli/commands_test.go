@@ -73,6 +73,15 @@ func TestMultiContainerCommands(t *testing.T) {
 	if q := lastQuery(t, f, "POST /containers/a/stop"); q.Has("t") {
 		t.Errorf("stop without -t must leave the timeout to the daemon: %v", q)
 	}
+	for _, cmd := range []string{"stop", "restart"} {
+		f.run("", cmd, "--time", "3", "a")
+		if q := lastQuery(t, f, "POST /containers/a/"+cmd); q.Get("t") != "3" {
+			t.Errorf("%s --time 3 query: %v", cmd, q)
+		}
+		if r := f.run("", cmd, "--time", "3", "-t", "4", "a"); r.code != 1 || !strings.Contains(r.stderr, "cannot specify both --timeout and --time") {
+			t.Errorf("%s with --time and --timeout:\n%s", cmd, r)
+		}
+	}
 	f.run("", "kill", "-s", "TERM", "a")
 	if q := lastQuery(t, f, "POST /containers/a/kill"); q.Get("signal") != "TERM" {
 		t.Errorf("kill query: %v", q)

@@ -185,9 +185,30 @@ func (c *berthCLI) reportEach(ids []string, errs []error) error {
 	return nil
 }
 
+// stopOptions are the flags stop and restart share.
 type stopOptions struct {
 	signal  string
 	timeout int
+}
+
+func (o *stopOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.signal, "signal", "s", "", "Signal to send to the container")
+	f.IntVarP(&o.timeout, "timeout", "t", 0, "Seconds to wait before killing the container")
+	f.IntVar(&o.timeout, "time", 0, "Seconds to wait before killing the container (deprecated: use --timeout)")
+	_ = f.MarkDeprecated("time", "use --timeout instead")
+}
+
+// timeoutOf is the timeout the user gave (--timeout or the older --time),
+// nil for the container's own.
+func (o *stopOptions) timeoutOf(cmd *cobra.Command) (*int, error) {
+	if cmd.Flags().Changed("time") && cmd.Flags().Changed("timeout") {
+		return nil, errors.New("conflicting options: cannot specify both --timeout and --time")
+	}
+	if cmd.Flags().Changed("timeout") || cmd.Flags().Changed("time") {
+		return &o.timeout, nil
+	}
+	return nil, nil
 }
 
 func (c *berthCLI) newStopCommand() *cobra.Command {
@@ -197,12 +218,9 @@ func (c *berthCLI) newStopCommand() *cobra.Command {
 		Short: "Stop one or more running containers",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.Flags().Changed("time") && cmd.Flags().Changed("timeout") {
-				return errors.New("conflicting options: cannot specify both --timeout and --time")
-			}
-			var timeout *int
-			if cmd.Flags().Changed("timeout") || cmd.Flags().Changed("time") {
-				timeout = &o.timeout
+			timeout, err := o.timeoutOf(cmd)
+			if err != nil {
+				return err
 			}
 			api, err := c.Client()
 			if err != nil {
@@ -216,11 +234,7 @@ func (c *berthCLI) newStopCommand() *cobra.Command {
 		},
 		Annotations: map[string]string{"aliases": "berth container stop, berth stop"},
 	}
-	f := cmd.Flags()
-	f.StringVarP(&o.signal, "signal", "s", "", "Signal to send to the container")
-	f.IntVarP(&o.timeout, "timeout", "t", 0, "Seconds to wait before killing the container")
-	f.IntVar(&o.timeout, "time", 0, "Seconds to wait before killing the container (deprecated: use --timeout)")
-	_ = f.MarkDeprecated("time", "use --timeout instead")
+	o.addFlags(cmd)
 	return cmd
 }
 
@@ -231,12 +245,9 @@ func (c *berthCLI) newRestartCommand() *cobra.Command {
 		Short: "Restart one or more containers",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.Flags().Changed("time") && cmd.Flags().Changed("timeout") {
-				return errors.New("conflicting options: cannot specify both --timeout and --time")
-			}
-			var timeout *int
-			if cmd.Flags().Changed("timeout") || cmd.Flags().Changed("time") {
-				timeout = &o.timeout
+			timeout, err := o.timeoutOf(cmd)
+			if err != nil {
+				return err
 			}
 			api, err := c.Client()
 			if err != nil {
@@ -252,11 +263,7 @@ func (c *berthCLI) newRestartCommand() *cobra.Command {
 		},
 		Annotations: map[string]string{"aliases": "berth container restart, berth restart"},
 	}
-	f := cmd.Flags()
-	f.StringVarP(&o.signal, "signal", "s", "", "Signal to send to the container")
-	f.IntVarP(&o.timeout, "timeout", "t", 0, "Seconds to wait before killing the container")
-	f.IntVar(&o.timeout, "time", 0, "Seconds to wait before killing the container (deprecated: use --timeout)")
-	_ = f.MarkDeprecated("time", "use --timeout instead")
+	o.addFlags(cmd)
 	return cmd
 }
 
