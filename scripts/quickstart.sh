@@ -47,6 +47,9 @@ if ! "$berth" image inspect busybox:latest >/dev/null 2>&1; then
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
 	tar -C "$rootfs" -c . | "$berth" import -c 'CMD ["sh"]' - busybox:latest
+	# Now, not at exit: the exec below replaces this shell, traps and all.
+	rm -rf "$rootfs"
+	trap - EXIT
 fi
 
 exec "$berth" run --rm busybox echo "Hello from a berth container!"
