@@ -211,12 +211,18 @@ func (q *commitQueue) add(ctx context.Context, job func(context.Context) error) 
 			// Its parent's record is missing: record nothing after it.
 			return
 		}
-		if err := job(ctx); err != nil {
+		if err := runJob(ctx, job); err != nil {
 			q.mu.Lock()
 			q.err = err
 			q.mu.Unlock()
 		}
 	}()
+}
+
+// runJob runs a queued job; a panic in it fails it (and the build).
+func runJob(ctx context.Context, job func(context.Context) error) (err error) {
+	defer recoverInto(nil, "build commit", &err)
+	return job(ctx)
 }
 
 // wait returns once every job queued so far is done, with the first

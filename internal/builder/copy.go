@@ -461,16 +461,10 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 	if spec == "" {
 		return 0, 0, nil
 	}
-	u, g, hasGroup := strings.Cut(spec, ":")
-	uid, uerr := strconv.Atoi(u)
-	gid, gerr := strconv.Atoi(g)
-	if uerr == nil && (!hasGroup || gerr == nil) {
-		if !hasGroup {
-			gid = uid
-		}
+	if uid, gid, ok := numericChown(spec); ok {
 		return uid, gid, nil
 	}
-	if st.id == "" {
+	if st == nil || st.id == "" {
 		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unable to convert uid/gid chown string to host mapping: no users in a scratch image (%s)", spec))
 	}
 	if err := st.flush(); err != nil {
@@ -487,11 +481,30 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 	if err != nil {
 		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unable to convert uid/gid chown string to host mapping: %v", err))
 	}
-	if !hasGroup {
-		// docker: a user name alone sets the group to the same ID's group.
-		return eu.Uid, eu.Gid, nil
-	}
+	// A user name alone sets the group to the user's own, as docker does.
 	return eu.Uid, eu.Gid, nil
+}
+
+// numericChown parses a --chown of IDs only ("UID" or "UID:GID", each a
+// decimal that fits a uid_t), which needs no passwd or group lookup.
+func numericChown(spec string) (uid, gid int, ok bool) {
+	u, g, hasGroup := strings.Cut(spec, ":")
+	id := func(x string) (int, bool) {
+		if x == "" || strings.TrimLeft(x, "0123456789") != "" {
+			return 0, false // no sign, no spaces: digits only
+		}
+		n, err := strconv.ParseUint(x, 10, 32)
+		return int(n), err == nil
+	}
+	uid, ok = id(u)
+	if !ok {
+		return 0, 0, false
+	}
+	if !hasGroup {
+		return uid, uid, true
+	}
+	gid, ok = id(g)
+	return uid, gid, ok
 }
 
 // fromImage resolves COPY --from: an earlier stage or an image.

@@ -169,7 +169,8 @@ func (r *run) startPrefetch(ctx context.Context, st *stageState) {
 	}()
 }
 
-func (r *run) prefetch(ctx context.Context, p *copyPrefetch, c *instructions.CopyCommand, env shell.EnvGetter, workdir string, hasImage bool) error {
+func (r *run) prefetch(ctx context.Context, p *copyPrefetch, c *instructions.CopyCommand, env shell.EnvGetter, workdir string, hasImage bool) (err error) {
+	defer recoverInto(r.b.log, "COPY prefetch", &err)
 	if err := c.Expand(func(word string) (string, error) {
 		w, _, err := r.newLex().ProcessWord(word, env)
 		return w, err
@@ -286,6 +287,8 @@ func (r *run) copyPrefetched(ctx context.Context, st *stageState, p *copyPrefetc
 		if staged == nil {
 			return
 		}
+		var err error
+		defer recoverInto(r.b.log, "commit of a prefetched COPY", &err)
 		chains := image.ChainIDs(diffIDs)
 		parent := ""
 		if len(chains) > 1 {
@@ -303,19 +306,8 @@ func (r *run) copyPrefetched(ctx context.Context, st *stageState, p *copyPrefetc
 
 // numericOwner says whether a --chown needs no passwd/group lookup.
 func numericOwner(s string) bool {
-	u, g, _ := strings.Cut(s, ":")
-	isNum := func(x string) bool {
-		if x == "" {
-			return false
-		}
-		for _, r := range x {
-			if r < '0' || r > '9' {
-				return false
-			}
-		}
-		return true
-	}
-	return isNum(u) && (g == "" && !strings.Contains(s, ":") || isNum(g))
+	_, _, ok := numericChown(s)
+	return ok
 }
 
 // envString is the expansion environment of st, as a comparable string.

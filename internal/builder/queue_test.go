@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -58,9 +59,42 @@ func TestNumericOwner(t *testing.T) {
 	for s, want := range map[string]bool{
 		"0": true, "12:34": true, "1000": true,
 		"": false, "app": false, "12:app": false, "app:12": false, "12:": false, ":12": false, "1a": false, "-1": false,
+		"99999999999999999999": false, "1:99999999999999999999": false, "4294967296": false, "+1": false,
 	} {
 		if got := numericOwner(s); got != want {
 			t.Errorf("numericOwner(%q) = %v, want %v", s, got, want)
 		}
+	}
+	for s, want := range map[string][2]int{"0": {0, 0}, "1000": {1000, 1000}, "12:34": {12, 34}, "4294967295": {4294967295, 4294967295}} {
+		if u, g, ok := numericChown(s); !ok || u != want[0] || g != want[1] {
+			t.Errorf("numericChown(%q) = %d, %d, %v; want %v", s, u, g, ok, want)
+		}
+	}
+}
+
+// A --chown that is not IDs, with no stage to look names up in (a
+// prefetch), is an error, never a crash: a 20-digit "ID" took the daemon
+// down once.
+func TestChownIDsWithoutStage(t *testing.T) {
+	r := &run{}
+	for _, spec := range []string{"99999999999999999999", "app", "1:99999999999999999999"} {
+		if _, _, err := r.chownIDs(t.Context(), nil, spec); err == nil {
+			t.Errorf("chownIDs(%q) without a stage: no error", spec)
+		}
+	}
+}
+
+// A panic in a queued job fails it and every job after it, and the
+// daemon lives on.
+func TestCommitQueuePanic(t *testing.T) {
+	var q commitQueue
+	ran := false
+	q.add(t.Context(), func(context.Context) error { panic("boom") })
+	q.add(t.Context(), func(context.Context) error { ran = true; return nil })
+	if err := q.wait(); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("wait after a panicking job: %v", err)
+	}
+	if ran {
+		t.Error("a job after a failed one ran")
 	}
 }

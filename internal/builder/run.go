@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/berth-engine/berth/internal/image/archive"
 	"io"
+	"log/slog"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -109,16 +110,7 @@ func (r *run) buildStages(ctx context.Context, needed []int) error {
 			defer func() {
 				outs[i].close(err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, context.Canceled))
 			}()
-			// A bug in a stage must fail this build, not take the daemon
-			// (and every running build) down with it.
-			defer func() {
-				if p := recover(); p != nil {
-					if sr.b.log != nil {
-						sr.b.log.Error("panic in build stage", "stage", i, "panic", p, "stack", string(debug.Stack()))
-					}
-					err = fmt.Errorf("internal error in build stage %d: %v", i, p)
-				}
-			}()
+			defer recoverInto(sr.b.log, fmt.Sprintf("build stage %d", i), &err)
 			for _, j := range sr.deps(i) {
 				select {
 				case <-done[j]:
@@ -581,4 +573,16 @@ func (r *run) finish(ctx context.Context, st *stageState) (digest.Digest, error)
 		return "", err
 	}
 	return st.id, nil
+}
+
+// recoverInto, deferred in a build goroutine, turns a panic into *err (and
+// a log line with the stack): a bug must fail the build, not take the
+// daemon and every running build down with it.
+func recoverInto(log *slog.Logger, what string, err *error) {
+	if p := recover(); p != nil {
+		if log != nil {
+			log.Error("panic in "+what, "panic", p, "stack", string(debug.Stack()))
+		}
+		*err = fmt.Errorf("internal error in %s: %v", what, p)
+	}
 }

@@ -93,6 +93,8 @@ func (r *run) runDirect(ctx context.Context, st *stageState, key, createdBy stri
 	parent := slices.Clone(st.cfg.RootFS.DiffIDs)
 	go func() {
 		defer close(keepDone)
+		var err error // a panic: the snapshot is not kept
+		defer recoverInto(r.b.log, "keeping a RUN step's snapshot", &err)
 		kept = r.keepSnapshot(ctx, parent, snapKey, l)
 		tKeep = time.Since(t0) - tLayer
 	}()

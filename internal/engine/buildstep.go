@@ -126,6 +126,11 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		_ = waitSnap()
 		if err := unmountRootfs(bundle); err != nil {
 			s.log.Warn("unmount build step rootfs", "id", req.ID, "err", err)
+			// The builder must not take a writable layer that is still
+			// mounted for a finished one.
+			if retErr == nil {
+				retErr = fmt.Errorf("unmount build step root filesystem: %w", err)
+			}
 			return
 		}
 		_ = os.RemoveAll(bundle)
@@ -163,8 +168,7 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		return -1, err
 	}
 	logPath := filepath.Join(bundle, "runtime.log")
-	argv := rt.Argv("--log", logPath, "--log-format", "json", "run", "--bundle", bundle, req.ID)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := rt.Command(ctx, "--log", logPath, "--log-format", "json", "run", "--bundle", bundle, req.ID)
 	// One writer for both streams: os/exec gives the process one pipe, so
 	// the output keeps its order.
 	cmd.Stdout, cmd.Stderr = req.Output, req.Output
@@ -175,8 +179,7 @@ func (s *ContainerService) RunBuildStep(ctx context.Context, req api.BuildStepRe
 		// `run` then deletes it and returns.
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		kargv := rt.Argv("kill", req.ID, "KILL")
-		if out, err := exec.CommandContext(kctx, kargv[0], kargv[1:]...).CombinedOutput(); err != nil {
+		if out, err := rt.Command(kctx, "kill", req.ID, "KILL").CombinedOutput(); err != nil {
 			s.log.Warn("kill build step", "id", req.ID, "err", err, "output", string(out))
 			return cmd.Process.Kill()
 		}
