@@ -21,6 +21,7 @@ import (
 	"github.com/berth-engine/berth/internal/api"
 	"github.com/berth-engine/berth/internal/container"
 	"github.com/berth-engine/berth/internal/oci"
+	"github.com/berth-engine/berth/internal/runtime"
 	"github.com/berth-engine/berth/internal/stringid"
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -522,7 +523,7 @@ func (s *ContainerService) runExec(ctx context.Context, c *container.Container, 
 	}
 	args = append(args, c.ID)
 	argv := rt.Argv(args...)
-	cmd.Path, cmd.Args = argv[0], argv
+	cmd.Path, cmd.Args, cmd.Env = argv[0], argv, runtime.Env(os.Environ())
 	if filepath.Base(cmd.Path) == cmd.Path {
 		if lp, err := exec.LookPath(cmd.Path); err == nil {
 			cmd.Path = lp

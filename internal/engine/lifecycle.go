@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -330,8 +329,7 @@ func (s *ContainerService) forceDelete(ctx context.Context, runtimeName, id stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	argv := rt.Argv("delete", "--force", id)
-	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+	if out, err := rt.Command(ctx, "delete", "--force", id).CombinedOutput(); err != nil {
 		s.log.Warn("runtime delete --force", "id", id, "err", err, "output", string(out))
 	}
 }

@@ -34,8 +34,7 @@ func (s *ContainerService) runtimeOp(ctx context.Context, c *container.Container
 	}
 	logFile := filepath.Join(s.cfg.bundleDir(c.ID), "ops-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".log")
 	defer os.Remove(logFile)
-	argv := rt.Argv(append([]string{"--log", logFile, "--log-format", "json"}, args...)...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := rt.Command(ctx, append([]string{"--log", logFile, "--log-format", "json"}, args...)...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

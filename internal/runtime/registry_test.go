@@ -157,3 +157,22 @@ func TestStateDir(t *testing.T) {
 		t.Errorf("no root: %q", got)
 	}
 }
+
+// Runtime commands run with one P, whatever the daemon's GOMAXPROCS.
+func TestCommandEnv(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "7")
+	rt := Runtime{Name: "x", Path: "/bin/x", Args: []string{"--root", "/r"}}
+	cmd := rt.Command(t.Context(), "kill", "id", "KILL")
+	if got := strings.Join(cmd.Args, " "); got != "/bin/x --root /r kill id KILL" {
+		t.Errorf("args %q", got)
+	}
+	var set []string
+	for _, kv := range cmd.Env {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			set = append(set, kv)
+		}
+	}
+	if len(set) != 1 || set[0] != "GOMAXPROCS=1" {
+		t.Errorf("GOMAXPROCS in the runtime's environment: %q, want only GOMAXPROCS=1", set)
+	}
+}
