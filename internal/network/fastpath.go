@@ -69,9 +69,17 @@ func newFastpath() (*fastpath, error) {
 		asm.Add.Imm(asm.R2, keyOff),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+		// bpf_skb_change_type(skb, PACKET_HOST): the host-side veth saw
+		// another host's MAC (PACKET_OTHERHOST), and kernels before 6.15
+		// keep that mark through the redirect, so the peer's IP layer
+		// would drop the frame. It is the peer's own MAC: for it, host.
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnSkbChangeType.Call(),
 		// bpf_redirect_peer(ifindex, 0): into the peer's namespace,
 		// ingress to ingress.
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.Mov.Imm(asm.R2, 0),
 		asm.FnRedirectPeer.Call(),
 		asm.Return(),
@@ -145,15 +153,24 @@ func (f *fastpath) forget(mac net.HardwareAddr, ifindex int) {
 // the kernel refuses BPF (then the bridge carries everything, as before).
 func (m *Manager) fastpathFor(netID string) *fastpath {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if f := m.fast[netID]; f != nil || m.fastOff {
+	f, off := m.fast[netID], m.fastOff
+	m.mu.Unlock()
+	if f != nil || off {
 		return f
 	}
+	// Made outside mu: loading a program (the verifier) must not hold up
+	// DNS answers and the other endpoints' set-up and teardown.
 	f, err := newFastpath()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err != nil {
 		m.fastOff = true
 		m.log.Warn("container-to-container fast path unavailable; traffic goes through the bridge", "err", err)
 		return nil
+	}
+	if cur := m.fast[netID]; cur != nil {
+		f.close() // another endpoint made one first
+		return cur
 	}
 	m.fast[netID] = f
 	return f
@@ -183,10 +200,10 @@ func (m *Manager) fastAttach(netID string, ifindex int, mac net.HardwareAddr) {
 
 // fastForget takes a container's MAC out of its network's map.
 func (m *Manager) fastForget(netID string, mac net.HardwareAddr, ifindex int) {
+	// Under mu: the network's removal closes the map.
 	m.mu.Lock()
-	f := m.fast[netID]
-	m.mu.Unlock()
-	if f != nil {
+	defer m.mu.Unlock()
+	if f := m.fast[netID]; f != nil {
 		f.forget(mac, ifindex)
 	}
 }

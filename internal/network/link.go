@@ -279,9 +279,9 @@ func addVeth(nsPath string, lc linkConfig) (int, error) {
 		// detection and multicast listener reports, flooded by the bridge
 		// to every other container on it, cost ~10 ms of kernel time per
 		// start with 200 containers on the bridge.
-		if err := h.LinkSetIP6AddrGenMode(peer, nl.IN6_ADDR_GEN_MODE_NONE); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
-			return 0, fmt.Errorf("IPv6 address generation on %s: %w", lc.Name, err)
-		}
+		// Best effort, as the other speed-ups here: the address only costs
+		// time (and a kernel without IPv6 has none to make).
+		_ = h.LinkSetIP6AddrGenMode(peer, nl.IN6_ADDR_GEN_MODE_NONE)
 	}
 	routeMTU := lc.RouteMTU
 	if routeMTU <= 0 {
