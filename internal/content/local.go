@@ -13,7 +13,6 @@ import (
 	"github.com/berth-engine/berth/internal/fsutil"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // NewStore opens (creating if needed) the blob store under root:
@@ -170,10 +169,6 @@ type localWriter struct {
 // the blob streamed in.
 const writebackChunk = 8 << 20
 
-// writebackAlign rounds the ranges handed to writeback down to whole pages
-// (of any size a kernel uses).
-const writebackAlign = 64 << 10
-
 func (w *localWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -187,13 +182,7 @@ func (w *localWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write ingest: %w", err)
 	}
 	if w.size-w.flushed >= writebackChunk {
-		// Asynchronous: starts writeback, waits for nothing (durability
-		// still comes from the fsync at commit). Best effort. Only whole
-		// pages: the next write appends to the last one, and a page under
-		// writeback may make it wait (devices that need stable pages).
-		end := w.size &^ (writebackAlign - 1)
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, end-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
-		w.flushed = end
+		w.flushed = fsutil.StartWriteback(int(w.f.Fd()), w.flushed, w.size, false)
 	}
 	return n, nil
 }

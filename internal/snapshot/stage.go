@@ -31,6 +31,7 @@ import (
 type Staged struct {
 	dir    string
 	diffID digest.Digest
+	wb     *writeback // its final pass is waited for before the tree moves
 }
 
 // CanStage reports whether sn's layers can be extracted ahead of their
@@ -78,6 +79,7 @@ func StageLayer(ctx context.Context, sn Snapshotter, stagingRoot string, diffID 
 		return nil, err
 	}
 	wb.finish()
+	st.wb = wb
 	return st, nil
 }
 
@@ -106,8 +108,9 @@ const (
 )
 
 type writeback struct {
-	dir  string
-	busy atomic.Bool // a pass during the extraction is running
+	dir   string
+	busy  atomic.Bool   // a pass during the extraction is running
+	final chan struct{} // closed when the final pass is done
 
 	mu      sync.Mutex       // one pass at a time
 	flushed map[uint64]int64 // inode → bytes handed to writeback
@@ -141,14 +144,28 @@ func (w *writebackReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// finish starts the final pass once the extraction has ended.
-func (wb *writeback) finish() { go wb.pass(true) }
+// finish starts the final pass once the extraction has ended (it waits
+// for a pass still running).
+func (wb *writeback) finish() {
+	wb.final = make(chan struct{})
+	go func() {
+		defer close(wb.final)
+		wb.pass(true)
+	}()
+}
 
-// pass walks the staged tree. It may run while the unpacker writes, or
-// while the tree is moved into its snapshot or removed: an entry's type
-// may change between the directory read and the open (a later tar entry
-// replaces an earlier one), and opening a device node or fifo could block
-// or have side effects. So a file is pinned with O_PATH, checked to be a
+// wait returns once the final pass is done: the tree is then the
+// caller's to move or remove.
+func (wb *writeback) wait() {
+	if wb != nil && wb.final != nil {
+		<-wb.final
+	}
+}
+
+// pass walks the staged tree. It may run while the unpacker writes: an
+// entry's type may change between the directory read and the open (a
+// later tar entry replaces an earlier one), and opening a device node or
+// fifo could block or have side effects. So a file is pinned with O_PATH, checked to be a
 // regular file, and only then reopened for reading through /proc/self/fd.
 func (wb *writeback) pass(final bool) {
 	wb.mu.Lock()
@@ -165,6 +182,7 @@ func (wb *writeback) pass(final bool) {
 		if err != nil || !d.Type().IsRegular() {
 			return nil //nolint:nilerr // best effort
 		}
+		// A cheap filter first: most files of a layer are small.
 		if fi, err := d.Info(); err != nil || fi.Size() < writebackMinSize {
 			return nil //nolint:nilerr
 		}
@@ -181,19 +199,12 @@ func (wb *writeback) pass(final bool) {
 		if err != nil {
 			return nil //nolint:nilerr
 		}
-		off, end := wb.flushed[st.Ino], st.Size
-		if off > end {
+		off := wb.flushed[st.Ino]
+		if off > st.Size {
 			off = 0 // truncated and written again
 		}
-		if !final {
-			// Whole pages only: the unpacker may be appending to the
-			// last one (see writebackAlign in the content store).
-			end &^= 64<<10 - 1
-		}
-		if end > off {
-			_ = unix.SyncFileRange(fd, off, end-off, unix.SYNC_FILE_RANGE_WRITE)
-			wb.flushed[st.Ino] = end
-		}
+		// Before the final pass the unpacker may still be appending.
+		wb.flushed[st.Ino] = fsutil.StartWriteback(fd, off, st.Size, final)
 		unix.Close(fd)
 		return nil
 	})
@@ -204,6 +215,7 @@ func (st *Staged) Remove() {
 	if st == nil || st.dir == "" {
 		return
 	}
+	st.wb.wait()
 	if err := os.RemoveAll(st.dir); err != nil {
 		slog.Warn("remove staged layer", "dir", st.dir, "err", err)
 	}
@@ -221,6 +233,7 @@ func CommitStaged(ctx context.Context, sn Snapshotter, parent string, chainID di
 		return err
 	}
 	defer st.Remove()
+	st.wb.wait()
 	if done, err := committed(ctx, sn, chainID.String()); done || err != nil {
 		return err
 	}
