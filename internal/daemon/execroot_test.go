@@ -68,10 +68,14 @@ func TestMemoryBackExecRoot(t *testing.T) {
 		t.Errorf("the second start stacked a second tmpfs on the exec-root")
 	}
 
-	// A non-empty exec-root (an older daemon's running containers) is
-	// left on the disk: a tmpfs would hide their state.
+	// An exec-root in use (an older daemon's running containers: their
+	// bundles, sockets, runtime state) is left on the disk: a tmpfs would
+	// hide their state.
 	used := filepath.Join(base, "used")
-	if err := os.MkdirAll(filepath.Join(used, "containers"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(used, "containers", "abc"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(used, "containers", "abc", "shim.json"), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := memoryBackExecRoot(used, 0o700, log); err != nil {
@@ -80,6 +84,48 @@ func TestMemoryBackExecRoot(t *testing.T) {
 	if fsType(t, used) == unix.TMPFS_MAGIC {
 		unix.Unmount(used, unix.MNT_DETACH)
 		t.Fatalf("tmpfs mounted over a non-empty exec-root")
+	}
+
+	// What an earlier daemon on the disk leaves once its containers are
+	// gone, empty directories, is hidden under the tmpfs.
+	left := filepath.Join(base, "left")
+	for _, d := range []string{"containers", "shims", "runtime/berth"} {
+		if err := os.MkdirAll(filepath.Join(left, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for unix.Unmount(left, unix.MNT_DETACH) == nil {
+		}
+	})
+	if err := memoryBackExecRoot(left, 0o700, log); err != nil {
+		t.Fatal(err)
+	}
+	if fsType(t, left) != unix.TMPFS_MAGIC {
+		t.Errorf("an exec-root of empty directories not on a tmpfs")
+	}
+
+	// A mount point below the exec-root (a container's rootfs still
+	// mounted) keeps it on the disk.
+	busy := filepath.Join(base, "busy")
+	rootfs := filepath.Join(busy, "containers", "abc", "rootfs")
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for unix.Unmount(rootfs, unix.MNT_DETACH) == nil {
+		}
+		for unix.Unmount(busy, unix.MNT_DETACH) == nil {
+		}
+	})
+	if err := memoryBackExecRoot(busy, 0o700, log); err != nil {
+		t.Fatal(err)
+	}
+	if fsType(t, busy) == unix.TMPFS_MAGIC {
+		t.Errorf("tmpfs mounted over an exec-root with a mount below it")
 	}
 
 	// A mount point the admin put there is left alone.
