@@ -203,7 +203,6 @@ var rlimitTypes = map[string]int{
 	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
 }
 
-// newProcess converts the spec's process to libcontainer's.
 // newInitProcess is a container's first process, for create and run.
 func newInitProcess(p *specs.Process) (*libcontainer.Process, error) {
 	proc, err := newProcess(p)
@@ -215,6 +214,7 @@ func newInitProcess(p *specs.Process) (*libcontainer.Process, error) {
 	return proc, nil
 }
 
+// newProcess converts the spec's process to libcontainer's.
 func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,
@@ -581,25 +581,35 @@ func cmdExec(g *globals, p parsedArgs) (retErr error) {
 	if detach {
 		return nil
 	}
+	code, err := waitForwarding(proc, sigs)
+	if err != nil {
+		return err
+	}
+	os.Exit(code)
+	return nil
+}
+
+// waitForwarding passes the signals this process receives on to proc
+// until it exits, and returns its exit code as a shell gives it (128+n
+// when killed by signal n).
+func waitForwarding(proc *libcontainer.Process, sigs <-chan os.Signal) (int, error) {
 	go func() {
 		for s := range sigs {
 			if s == unix.SIGCHLD || s == unix.SIGURG || s == unix.SIGPIPE {
-				continue
+				continue // ours, not the container's
 			}
 			_ = proc.Signal(s)
 		}
 	}()
 	st, err := proc.Wait()
 	if st == nil {
-		return err
+		return 0, fmt.Errorf("wait for the container: %w", err)
 	}
 	ws := st.Sys().(syscall.WaitStatus)
-	code := ws.ExitStatus()
 	if ws.Signaled() {
-		code = 128 + int(ws.Signal())
+		return 128 + int(ws.Signal()), nil
 	}
-	os.Exit(code)
-	return nil
+	return ws.ExitStatus(), nil
 }
 
 // cmdUpdate changes the resources of a running container (runc's `update

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +42,14 @@ func cmdRun(g *globals, p parsedArgs) (retErr error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
+	// Signals that arrive from here on are the container's, passed on once
+	// it runs (a cancelled build's SIGTERM/SIGKILL goes through `kill`;
+	// these are for whoever signals this process directly). Caught from
+	// before the create: one in between must not kill this process and
+	// leave the container behind.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	defer signal.Stop(sigc)
 	stopWarm := startCgroupWarm(cgroupsPathOf(spec))
 	defer stopWarm()
 	c, err := createContainer(g, p, id, bundle, spec)
@@ -62,34 +69,14 @@ func cmdRun(g *globals, p parsedArgs) (retErr error) {
 		return err
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// Signals that arrive from here on are the container's (a cancelled
-	// build's SIGTERM/SIGKILL goes through `kill`; these are for whoever
-	// signals this process directly).
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	defer signal.Stop(sigc)
 	err = c.Run(proc)
 	stopWarm()
 	if err != nil {
 		return err
 	}
-	go func() {
-		for s := range sigc {
-			_ = proc.Signal(s)
-		}
-	}()
-	ps, err := proc.Wait()
-	if err != nil && ps == nil {
-		return fmt.Errorf("wait for the container: %w", err)
-	}
-	status := 0
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case ws.Signaled():
-			status = 128 + int(ws.Signal())
-		default:
-			status = ws.ExitStatus()
-		}
+	status, err := waitForwarding(proc, sigc)
+	if err != nil {
+		return err
 	}
 	destroyed = true
 	if err := killAndDestroy(c); err != nil {

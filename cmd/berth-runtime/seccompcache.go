@@ -17,8 +17,8 @@ import (
 
 const (
 	// seccompCacheDir holds compiled seccomp programs, by configuration
-	// hash. A fixed path: the container's init must find it before it
-	// knows anything about its container.
+	// hash, which `create` reads and writes. A fixed path: shared by every
+	// daemon's runtime.
 	seccompCacheDir = "/run/berth-runtime/seccomp"
 	// maxSeccompCache bounds the cache, which `create` reads and writes.
 	maxSeccompCache = 32
@@ -104,7 +104,7 @@ func ensureSeccompCache(config *configs.Seccomp) error {
 	if err := tmp.Close(); err != nil {
 		return nil
 	}
-	// Atomic: an init never reads half a program.
+	// Atomic: a concurrent create never reads half a program.
 	_ = os.Rename(tmp.Name(), path)
 	return nil
 }
