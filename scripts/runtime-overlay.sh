@@ -42,6 +42,8 @@ cp -R "$cg" "$dir/cgroups"
 chmod -R u+w "$dir/cgroups"
 cp "$ov/cgroups_fs_paths.go" "$dir/cgroups/fs/paths.go"
 cp "$ov/cgroup_mounts_linux.go" "$dir/cgroups/berth_mounts_linux.go"
+mkdir -p "$dir/cgroups/internal/berthmountlist"
+cp "$root/internal/mountlist/mountlist_linux.go" "$dir/cgroups/internal/berthmountlist/mountlist_linux.go"
 cp "$ov/cgroup_mounts_linux_test.go" "$dir/cgroups/berth_mounts_linux_test.go"
 v1=$dir/cgroups/v1_utils.go
 sed -i 's/cgroupMountinfo, readMountinfoErr = mountinfo.GetMounts(/cgroupMountinfo, readMountinfoErr = berthGetMounts(/' "$v1"

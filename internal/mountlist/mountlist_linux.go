@@ -39,6 +39,7 @@ const (
 	statmountMntPoint = 0x10
 	statmountFSType   = 0x20
 	statmountMntOpts  = 0x80
+	statmountSource   = 0x200
 )
 
 // Offsets in struct statmount. Its fixed part is 512 bytes since Linux
@@ -59,6 +60,7 @@ const (
 	offMntAttr     = 64
 	offMntRoot     = 104
 	offMntPoint    = 108
+	offSource      = 124
 	statmountFixed = 512
 )
 
@@ -82,6 +84,9 @@ type Info struct {
 	// shows them after "rw,"/"ro," (Linux 6.11+; "" before). Only filled by
 	// Stat with WithOptions.
 	Options string
+	// Source is the mount's source as mountinfo shows it (Linux 6.11+; ""
+	// before). Only filled by Stat with WithSource.
+	Source string
 }
 
 var (
@@ -208,6 +213,32 @@ func Descendants(id uint64) ([]Info, error) {
 	return out, nil
 }
 
+// Below returns what listmount lists below mount id — its children on
+// Linux 6.8 and 6.9, its whole subtree later — in mountinfo's order, each
+// as Stat reports it with opts. A mount that goes away meanwhile is left
+// out.
+func Below(id uint64, opts ...StatOption) ([]Info, error) {
+	if !Supported() {
+		return nil, ErrUnsupported
+	}
+	ids, err := list(id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(ids))
+	for _, c := range ids {
+		info, err := Stat(c, opts...)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
 // StatOption selects what Stat asks the kernel for beyond the basics.
 type StatOption int
 
@@ -215,6 +246,8 @@ const (
 	// WithOptions asks for the filesystem's options (Info.Options), which
 	// the kernel formats as mountinfo does: costly for overlays.
 	WithOptions StatOption = 1 << iota
+	// WithSource asks for the mount's source (Info.Source).
+	WithSource
 )
 
 // Stat returns what the kernel reports about mount id: IDs, device,
@@ -228,6 +261,9 @@ func Stat(id uint64, opts ...StatOption) (Info, error) {
 	for _, o := range opts {
 		if o&WithOptions != 0 {
 			mask |= statmountMntOpts
+		}
+		if o&WithSource != 0 {
+			mask |= statmountSource
 		}
 	}
 	buf := make([]byte, statmountFixed+1024)
@@ -267,6 +303,9 @@ func Stat(id uint64, opts ...StatOption) (Info, error) {
 	}
 	if got&statmountMntOpts != 0 {
 		info.Options = cstring(buf, le.Uint32(buf[offMntOpts:]))
+	}
+	if got&statmountSource != 0 {
+		info.Source = cstring(buf, le.Uint32(buf[offSource:]))
 	}
 	return info, nil
 }

@@ -214,3 +214,50 @@ func TestLookupAndDescendants(t *testing.T) {
 		}
 	})
 }
+
+// Below lists what listmount gives below a mount, each with the source
+// mountinfo shows when asked WithSource.
+func TestBelowWithSource(t *testing.T) {
+	requires(t)
+	dir := t.TempDir()
+	testutil.InPrivateMountNS(t, func() {
+		if !buildTree(t, dir) {
+			return
+		}
+		want, err := mountinfo.GetMounts(nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		byOld := map[uint32]*mountinfo.Info{}
+		for _, m := range want {
+			byOld[uint32(m.ID)] = m
+		}
+		id, _, err := Lookup(dir)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		below, err := Below(id, WithSource)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(below) == 0 {
+			t.Errorf("Below(%s) listed nothing; buildTree mounts below it", dir)
+		}
+		for _, i := range below {
+			m := byOld[i.OldID]
+			if m == nil {
+				t.Errorf("Below listed mount %d (%s), which mountinfo does not have", i.OldID, i.Mountpoint)
+				continue
+			}
+			if i.Mountpoint != m.Mountpoint || (i.Source != "" && i.Source != m.Source) {
+				t.Errorf("mount %d: Below says %s from %q, mountinfo %s from %q", i.OldID, i.Mountpoint, i.Source, m.Mountpoint, m.Source)
+			}
+			if !strings.HasPrefix(i.Mountpoint, dir+"/") {
+				t.Errorf("Below(%s) listed %s", dir, i.Mountpoint)
+			}
+		}
+	})
+}

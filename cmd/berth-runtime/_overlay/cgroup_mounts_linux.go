@@ -15,17 +15,16 @@ package cgroups
 // the options), at a cost that does not grow with them. The answer is
 // only used when it has a mount for every v1 hierarchy this process is in
 // (/proc/self/cgroup); otherwise, and on older kernels, mountinfo is read
-// as before. (internal/mountlist is berth's own copy of these lookups,
-// with tests; this package cannot import it.)
+// as before. The lookups are berth's internal/mountlist, which the script
+// copies into this module as internal/berthmountlist (this module cannot
+// import berth's internal packages).
 
 import (
-	"encoding/binary"
-	"errors"
 	"os"
 	"strings"
-	"unsafe"
 
 	"github.com/moby/sys/mountinfo"
+	mountlist "github.com/opencontainers/cgroups/internal/berthmountlist"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,51 +46,47 @@ func berthGetMounts(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
 
 const berthCgroupRoot = "/sys/fs/cgroup"
 
-// statmount(2) masks and struct statmount offsets (include/uapi/linux/mount.h).
-const (
-	berthSMSBBasic  = 0x1
-	berthSMMntBasic = 0x2
-	berthSMMntRoot  = 0x8
-	berthSMMntPoint = 0x10
-	berthSMFSType   = 0x20
-	berthSMMntOpts  = 0x80
-	berthSMSource   = 0x200
-	berthSMFixed    = 512
-)
-
-type berthMntIDReq struct {
-	size  uint32
-	spare uint32
-	mntID uint64
-	param uint64
-}
-
 // berthCgroupMounts returns the cgroup mounts below /sys/fs/cgroup as
 // mountinfo.GetMounts would, in its order, or false when it cannot
 // answer fully.
 func berthCgroupMounts() ([]*mountinfo.Info, bool) {
-	var stx unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, berthCgroupRoot, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_MNT_ID_UNIQUE, &stx); err != nil ||
-		stx.Mask&unix.STATX_MNT_ID_UNIQUE == 0 || stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+	id, isRoot, err := mountlist.Lookup(berthCgroupRoot)
+	if err != nil || !isRoot {
 		return nil, false
 	}
-	ids, err := berthListmount(stx.Mnt_id)
+	// Children on Linux 6.8 and 6.9, the whole subtree later: the cgroup
+	// hierarchies are children of the /sys/fs/cgroup tmpfs either way.
+	below, err := mountlist.Below(id, mountlist.WithOptions, mountlist.WithSource)
 	if err != nil {
 		return nil, false
 	}
 	var out []*mountinfo.Info
-	buf := make([]byte, berthSMFixed+4096)
-	for _, id := range ids {
-		info, err := berthStatmount(id, buf)
-		if errors.Is(err, unix.ENOENT) {
-			continue // unmounted meanwhile
+	for _, m := range below {
+		if m.FSType != "cgroup" {
+			continue
 		}
-		if err != nil {
-			return nil, false
+		// Without the options (kernels before 6.11) a hierarchy misses its
+		// controllers, and berthCoversHierarchies sends the caller to
+		// mountinfo.
+		vfs := "rw"
+		if m.ReadOnlySB {
+			vfs = "ro"
 		}
-		if info.FSType == "cgroup" {
-			out = append(out, info)
+		if m.Options != "" {
+			vfs += "," + m.Options
 		}
+		out = append(out, &mountinfo.Info{
+			ID:         int(m.OldID),
+			Parent:     int(m.OldParentID),
+			Major:      int(m.Major),
+			Minor:      int(m.Minor),
+			FSType:     m.FSType,
+			Root:       m.Root,
+			Mountpoint: m.Mountpoint,
+			Options:    berthMountOptions(m.Attr),
+			VFSOptions: vfs,
+			Source:     m.Source,
+		})
 	}
 	return out, berthCoversHierarchies(out)
 }
@@ -129,79 +124,6 @@ func berthCoversHierarchies(mounts []*mountinfo.Info) bool {
 		}
 	}
 	return true
-}
-
-// berthListmount lists the mounts below mount id: its children on Linux
-// 6.8 and 6.9, its whole subtree later (the cgroup hierarchies are
-// children of the /sys/fs/cgroup tmpfs either way).
-func berthListmount(id uint64) ([]uint64, error) {
-	var out []uint64
-	ids := make([]uint64, 64)
-	last := uint64(0)
-	for {
-		req := berthMntIDReq{size: uint32(unsafe.Sizeof(berthMntIDReq{})), mntID: id, param: last}
-		n, _, errno := unix.Syscall6(unix.SYS_LISTMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&ids[0])), uintptr(len(ids)), 0, 0, 0)
-		if errno != 0 {
-			return nil, errno
-		}
-		out = append(out, ids[:n]...)
-		if int(n) < len(ids) {
-			return out, nil
-		}
-		last = ids[n-1]
-	}
-}
-
-var errBerthIncomplete = errors.New("statmount: fields missing")
-
-func berthStatmount(id uint64, buf []byte) (*mountinfo.Info, error) {
-	const want = berthSMSBBasic | berthSMMntBasic | berthSMMntRoot | berthSMMntPoint | berthSMFSType
-	// No options and kernels before 6.11 both leave the options out: the
-	// hierarchies then miss their controllers, and berthCoversHierarchies
-	// sends the caller to mountinfo.
-	req := berthMntIDReq{size: uint32(unsafe.Sizeof(berthMntIDReq{})), mntID: id, param: want | berthSMMntOpts | berthSMSource}
-	_, _, errno := unix.Syscall6(unix.SYS_STATMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
-	if errno != 0 {
-		return nil, errno
-	}
-	le := binary.LittleEndian
-	mask := le.Uint64(buf[8:])
-	if mask&want != want {
-		return nil, errBerthIncomplete
-	}
-	str := func(field int) string {
-		start := berthSMFixed + int(le.Uint32(buf[field:]))
-		end := start
-		for end < len(buf) && buf[end] != 0 {
-			end++
-		}
-		if start > end {
-			return ""
-		}
-		return string(buf[start:end])
-	}
-	vfs := "rw"
-	if le.Uint32(buf[32:])&unix.MS_RDONLY != 0 { // sb_flags: SB_RDONLY is 1 as MS_RDONLY
-		vfs = "ro"
-	}
-	if o := str(4); mask&berthSMMntOpts != 0 && o != "" {
-		vfs += "," + o
-	}
-	info := &mountinfo.Info{
-		ID:         int(le.Uint32(buf[56:])),
-		Parent:     int(le.Uint32(buf[60:])),
-		Major:      int(le.Uint32(buf[16:])),
-		Minor:      int(le.Uint32(buf[20:])),
-		FSType:     str(36),
-		Root:       str(104),
-		Mountpoint: str(108),
-		Options:    berthMountOptions(le.Uint64(buf[64:])),
-		VFSOptions: vfs,
-	}
-	if mask&berthSMSource != 0 {
-		info.Source = str(124)
-	}
-	return info, nil
 }
 
 // berthMountOptions formats MOUNT_ATTR_* flags as mountinfo's per-mount
