@@ -486,14 +486,15 @@ func (r *run) chownIDs(ctx context.Context, st *stageState, spec string) (int, i
 }
 
 // numericChown parses a --chown of IDs only ("UID" or "UID:GID", each a
-// decimal that fits a uid_t), which needs no passwd or group lookup.
+// decimal from 0 to 2147483647, docker's range), which needs no passwd or
+// group lookup. Anything else goes to the lookup, which names the error.
 func numericChown(spec string) (uid, gid int, ok bool) {
 	u, g, hasGroup := strings.Cut(spec, ":")
 	id := func(x string) (int, bool) {
 		if x == "" || strings.TrimLeft(x, "0123456789") != "" {
 			return 0, false // no sign, no spaces: digits only
 		}
-		n, err := strconv.ParseUint(x, 10, 32)
+		n, err := strconv.ParseUint(x, 10, 31)
 		return int(n), err == nil
 	}
 	uid, ok = id(u)

@@ -59,13 +59,13 @@ func TestNumericOwner(t *testing.T) {
 	for s, want := range map[string]bool{
 		"0": true, "12:34": true, "1000": true,
 		"": false, "app": false, "12:app": false, "app:12": false, "12:": false, ":12": false, "1a": false, "-1": false,
-		"99999999999999999999": false, "1:99999999999999999999": false, "4294967296": false, "+1": false,
+		"99999999999999999999": false, "1:99999999999999999999": false, "4294967296": false, "2147483648": false, "+1": false,
 	} {
 		if got := numericOwner(s); got != want {
 			t.Errorf("numericOwner(%q) = %v, want %v", s, got, want)
 		}
 	}
-	for s, want := range map[string][2]int{"0": {0, 0}, "1000": {1000, 1000}, "12:34": {12, 34}, "4294967295": {4294967295, 4294967295}} {
+	for s, want := range map[string][2]int{"0": {0, 0}, "1000": {1000, 1000}, "12:34": {12, 34}, "2147483647:0": {2147483647, 0}} {
 		if u, g, ok := numericChown(s); !ok || u != want[0] || g != want[1] {
 			t.Errorf("numericChown(%q) = %d, %d, %v; want %v", s, u, g, ok, want)
 		}
